@@ -14,6 +14,7 @@ pub mod dtype;
 pub mod graph;
 pub mod infer;
 pub mod op;
+pub mod stats;
 pub mod tensor;
 pub mod text;
 pub mod types;

@@ -67,6 +67,23 @@ impl QType {
     pub fn saturate(self, v: i64) -> i64 {
         v.clamp(self.min(), self.max())
     }
+
+    /// Largest distance from the zero point that symmetric quantization uses:
+    /// `(max - min) / 2` rounded down, so 127 for 8-bit types (i8 weights live in the
+    /// restricted range `[-127, 127]`), 32767 for 16-bit ones, `2^31 - 1` for i32.
+    pub const fn symmetric_max(self) -> i64 {
+        (self.max() - self.min()) / 2
+    }
+
+    /// Zero point of symmetric quantization: 0 for signed types, the midpoint for
+    /// unsigned ones (128 for u8, 32768 for u16).
+    pub const fn symmetric_zero_point(self) -> i32 {
+        match self {
+            QType::U8 => 128,
+            QType::U16 => 32_768,
+            QType::I8 | QType::I16 | QType::I32 => 0,
+        }
+    }
 }
 
 /// Scale(s) and zero point(s) of a quantized tensor: `real = scale * (q - zero_point)`.
@@ -82,12 +99,22 @@ pub struct QuantParams {
 impl QuantParams {
     /// Per-tensor parameters.
     pub fn per_tensor(storage: QType, scale: f32, zero_point: i32) -> Self {
-        QuantParams { storage, axis: None, scales: vec![scale], zero_points: vec![zero_point] }
+        QuantParams {
+            storage,
+            axis: None,
+            scales: vec![scale],
+            zero_points: vec![zero_point],
+        }
     }
 
     /// Per-axis parameters.
     pub fn per_axis(storage: QType, axis: usize, scales: Vec<f32>, zero_points: Vec<i32>) -> Self {
-        QuantParams { storage, axis: Some(axis), scales, zero_points }
+        QuantParams {
+            storage,
+            axis: Some(axis),
+            scales,
+            zero_points,
+        }
     }
 
     pub fn is_per_tensor(&self) -> bool {
@@ -105,12 +132,41 @@ impl QuantParams {
 
     /// Scale for channel `c` of the quantized axis (per-tensor: the one scale).
     pub fn scale(&self, c: usize) -> f32 {
-        if self.scales.len() == 1 { self.scales[0] } else { self.scales[c] }
+        if self.scales.len() == 1 {
+            self.scales[0]
+        } else {
+            self.scales[c]
+        }
     }
 
     /// Zero point for channel `c` of the quantized axis (per-tensor: the one zero point).
     pub fn zero_point(&self, c: usize) -> i32 {
-        if self.zero_points.len() == 1 { self.zero_points[0] } else { self.zero_points[c] }
+        if self.zero_points.len() == 1 {
+            self.zero_points[0]
+        } else {
+            self.zero_points[c]
+        }
+    }
+
+    /// ONNX `QuantizeLinear` of `x` with the parameters of channel `channel` (see
+    /// [`crate::quantize`]). Like [`QuantParams::scale`], `channel` must be below
+    /// [`QuantParams::len`] for per-axis parameters.
+    #[inline]
+    pub fn quantize(&self, x: f32, channel: usize) -> i64 {
+        crate::quantize(
+            x,
+            self.scale(channel),
+            self.zero_point(channel),
+            self.storage,
+        )
+    }
+
+    /// ONNX `DequantizeLinear` of `q` with the parameters of channel `channel` (see
+    /// [`crate::dequantize`]). Like [`QuantParams::scale`], `channel` must be below
+    /// [`QuantParams::len`] for per-axis parameters.
+    #[inline]
+    pub fn dequantize(&self, q: i64, channel: usize) -> f32 {
+        crate::dequantize(q, self.scale(channel), self.zero_point(channel))
     }
 
     /// Check the invariants that do not need the tensor's shape.
@@ -130,7 +186,9 @@ impl QuantParams {
         }
         for &s in &self.scales {
             if !(s.is_finite() && s > 0.0) {
-                return Err(Error::InvalidParams(format!("scale {s} is not finite and positive")));
+                return Err(Error::InvalidParams(format!(
+                    "scale {s} is not finite and positive"
+                )));
             }
         }
         for &z in &self.zero_points {
@@ -143,5 +201,40 @@ impl QuantParams {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symmetric_constants() {
+        let want: [(QType, i64, i32); 5] = [
+            (QType::U8, 127, 128),
+            (QType::I8, 127, 0),
+            (QType::U16, 32_767, 32_768),
+            (QType::I16, 32_767, 0),
+            (QType::I32, 2_147_483_647, 0),
+        ];
+        for (q, max, zp) in want {
+            assert_eq!(q.symmetric_max(), max, "{q:?}");
+            assert_eq!(q.symmetric_zero_point(), zp, "{q:?}");
+        }
+    }
+
+    #[test]
+    fn per_channel_quantize_uses_the_channel_parameters() {
+        let p = QuantParams::per_axis(QType::I8, 0, vec![0.5, 0.25], vec![0, 10]);
+        // 1.25 / 0.5 = 2.5 -> 2 ; 1.25 / 0.25 = 5, + 10 = 15.
+        assert_eq!(p.quantize(1.25, 0), 2);
+        assert_eq!(p.quantize(1.25, 1), 15);
+        // (15 - 10) * 0.25 = 1.25 ; (2 - 0) * 0.5 = 1.
+        assert_eq!(p.dequantize(15, 1), 1.25);
+        assert_eq!(p.dequantize(2, 0), 1.0);
+        let t = QuantParams::per_tensor(QType::U8, 0.5, 128);
+        assert_eq!(t.quantize(-1.0, 7), 126);
+        assert_eq!(t.dequantize(126, 7), -1.0);
+        assert_eq!(t.quantize(1000.0, 0), 255);
     }
 }
