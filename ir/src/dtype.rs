@@ -78,7 +78,14 @@ impl DType {
     pub const fn is_int(self) -> bool {
         matches!(
             self,
-            DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 | DType::U32 | DType::I64 | DType::U64
+            DType::I8
+                | DType::U8
+                | DType::I16
+                | DType::U16
+                | DType::I32
+                | DType::U32
+                | DType::I64
+                | DType::U64
         )
     }
 

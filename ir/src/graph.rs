@@ -103,7 +103,10 @@ impl Graph {
     pub fn add_input(&mut self, name: impl Into<String>, ty: TensorType) -> ValueId {
         let i = u32::try_from(self.inputs.len()).expect("invariant: fewer than 2^32 inputs");
         let v = self.push_value(ty, ValueDef::Input(i));
-        self.inputs.push(Port { name: name.into(), value: v });
+        self.inputs.push(Port {
+            name: name.into(),
+            value: v,
+        });
         v
     }
 
@@ -117,7 +120,11 @@ impl Graph {
     /// A new value for an existing constant tensor, with optional quantization params.
     pub fn add_const_value(&mut self, c: ConstId, quant: Option<qc_qmath::QuantParams>) -> ValueId {
         let t = &self.consts[c.index()];
-        let ty = TensorType { dtype: t.dtype(), shape: t.shape().clone(), quant };
+        let ty = TensorType {
+            dtype: t.dtype(),
+            shape: t.shape().clone(),
+            quant,
+        };
         self.push_value(ty, ValueDef::Const(c))
     }
 
@@ -145,13 +152,21 @@ impl Graph {
                 self.push_value(ty, ValueDef::Node { node, slot })
             })
             .collect();
-        self.nodes.push(Node { op, inputs, outputs, name: name.into() });
+        self.nodes.push(Node {
+            op,
+            inputs,
+            outputs,
+            name: name.into(),
+        });
         node
     }
 
     /// Append a graph output.
     pub fn add_output(&mut self, name: impl Into<String>, value: ValueId) {
-        self.outputs.push(Port { name: name.into(), value });
+        self.outputs.push(Port {
+            name: name.into(),
+            value,
+        });
     }
 
     pub fn node(&self, id: NodeId) -> &Node {
@@ -184,7 +199,10 @@ impl Graph {
 
     /// Iterate nodes with their ids, in (topological) order.
     pub fn iter_nodes(&self) -> impl Iterator<Item = (NodeId, &Node)> {
-        self.nodes.iter().enumerate().map(|(i, n)| (NodeId::from_index(i), n))
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (NodeId::from_index(i), n))
     }
 
     /// Number of uses of every value (as node operands and graph outputs).
@@ -249,7 +267,10 @@ impl Graph {
                 (None, d) => d,
             };
             let id = ValueId::from_index(values.len());
-            values.push(Value { ty: old.ty.clone(), def });
+            values.push(Value {
+                ty: old.ty.clone(),
+                def,
+            });
             vmap[v.index()] = Some(id);
             id
         };
@@ -263,13 +284,20 @@ impl Graph {
                 continue;
             }
             let nid = NodeId::from_index(self.nodes.len());
-            n.inputs = n.inputs.iter().map(|&v| map_value(v, None, &mut values, &mut consts)).collect();
+            n.inputs = n
+                .inputs
+                .iter()
+                .map(|&v| map_value(v, None, &mut values, &mut consts))
+                .collect();
             n.outputs = n
                 .outputs
                 .iter()
                 .enumerate()
                 .map(|(slot, &v)| {
-                    let def = ValueDef::Node { node: nid, slot: slot as u32 };
+                    let def = ValueDef::Node {
+                        node: nid,
+                        slot: slot as u32,
+                    };
                     map_value(v, Some(def), &mut values, &mut consts)
                 })
                 .collect();

@@ -36,14 +36,23 @@ pub enum Error {
     #[error("tensor of shape {shape} exceeds the limit of {limit} elements")]
     TooLarge { shape: String, limit: usize },
     #[error("node {node} ({op} '{name}'): {msg}")]
-    Node { node: NodeId, op: &'static str, name: String, msg: String },
+    Node {
+        node: NodeId,
+        op: &'static str,
+        name: String,
+        msg: String,
+    },
     /// Shape/type inference failure for one op (the caller adds node context).
     #[error("{op}: {msg}")]
     Infer { op: &'static str, msg: String },
     #[error("verifier: {0}")]
     Verify(String),
     #[error("parse error at line {line}, column {col}: {msg}")]
-    Parse { line: usize, col: usize, msg: String },
+    Parse {
+        line: usize,
+        col: usize,
+        msg: String,
+    },
     #[error(transparent)]
     Quant(#[from] qc_qmath::Error),
 }

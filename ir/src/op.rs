@@ -19,7 +19,10 @@ pub enum Activation {
     None,
     Relu,
     /// Clamp to `[min, max]` (relu6 is `Clip { min: 0, max: 6 }`).
-    Clip { min: f32, max: f32 },
+    Clip {
+        min: f32,
+        max: f32,
+    },
 }
 
 impl Activation {
@@ -102,7 +105,9 @@ pub enum Op {
     /// `x: f32` → (`y: u8` raw, `scale: f32[]`, `zero_point: u8[]`), ONNX DynamicQuantizeLinear.
     DynamicQuantize,
     /// Element type conversion (ONNX Cast semantics; float → int truncates toward zero).
-    Cast { to: DType },
+    Cast {
+        to: DType,
+    },
 
     // ---- linear algebra ----
     /// `x, w, [b]`. Float, or quantized (`b` raw i32 with implied scale `s_x * s_w`).
@@ -114,15 +119,21 @@ pub enum Op {
     /// `a, b, [c]` (c broadcast to the result). Quantized: `c` raw i32 with implied scale.
     Gemm(GemmAttrs),
     /// `a, b`: numpy matmul (batched, broadcast; 1-D operands promoted and squeezed).
-    MatMul { act: Activation },
+    MatMul {
+        act: Activation,
+    },
     /// `a, b, a_zero_point, b_zero_point` raw integers → raw i32 (ONNX MatMulInteger).
     MatMulInteger,
     /// `x, scale, bias, mean, var` (inference form).
-    BatchNorm { epsilon: f32 },
+    BatchNorm {
+        epsilon: f32,
+    },
 
     // ---- elementwise (multidirectional broadcast) ----
     /// `a, b`.
-    Add { act: Activation },
+    Add {
+        act: Activation,
+    },
     /// `a, b`.
     Sub,
     /// `a, b`.
@@ -132,44 +143,78 @@ pub enum Op {
     /// `x0, x1, ..` (at least one).
     Sum,
     Relu,
-    LeakyRelu { alpha: f32 },
+    LeakyRelu {
+        alpha: f32,
+    },
     /// `x, slope` (slope broadcast to x).
     PRelu,
     /// Clamp to bounds given in the element type's domain (absent = unbounded).
-    Clip { min: Option<f64>, max: Option<f64> },
+    Clip {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
     Sigmoid,
     /// `max(0, min(1, alpha * x + beta))`.
-    HardSigmoid { alpha: f32, beta: f32 },
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
     /// `x * max(0, min(1, x / 6 + 1/2))`.
     HardSwish,
     Tanh,
 
     // ---- pooling ----
     /// Results: `y` and, when the node has two results, the i64 flat indices (`storage_order` 0 = row major).
-    MaxPool { pool: PoolAttrs, storage_order: u8 },
-    AveragePool { pool: PoolAttrs, count_include_pad: bool },
+    MaxPool {
+        pool: PoolAttrs,
+        storage_order: u8,
+    },
+    AveragePool {
+        pool: PoolAttrs,
+        count_include_pad: bool,
+    },
     GlobalAveragePool,
     GlobalMaxPool,
 
     // ---- data movement (all shapes static) ----
     /// Result shape `[prod(dims[..axis]), prod(dims[axis..])]`.
-    Flatten { axis: usize },
+    Flatten {
+        axis: usize,
+    },
     /// Fully resolved target shape.
-    Reshape { shape: Vec<usize> },
+    Reshape {
+        shape: Vec<usize>,
+    },
     /// Sorted, distinct axes of size 1 to remove.
-    Squeeze { axes: Vec<usize> },
+    Squeeze {
+        axes: Vec<usize>,
+    },
     /// Sorted, distinct axes of the result that are new size-1 dims.
-    Unsqueeze { axes: Vec<usize> },
-    Transpose { perm: Vec<usize> },
+    Unsqueeze {
+        axes: Vec<usize>,
+    },
+    Transpose {
+        perm: Vec<usize>,
+    },
     /// `x0, x1, ..` joined along `axis`.
-    Concat { axis: usize },
+    Concat {
+        axis: usize,
+    },
     /// Constant-mode pad; `pads` is `[begin.., end..]`, negative crops. `value` is real
     /// (a quantized pad writes its quantized image, the zero point for 0).
-    Pad { pads: Vec<i64>, value: f64 },
+    Pad {
+        pads: Vec<i64>,
+        value: f64,
+    },
     /// Normalizes over the single `axis` (ONNX opset 13 semantics).
-    Softmax { axis: usize },
+    Softmax {
+        axis: usize,
+    },
     /// Sorted, distinct axes.
-    ReduceMean { axes: Vec<usize>, keepdims: bool },
+    ReduceMean {
+        axes: Vec<usize>,
+        keepdims: bool,
+    },
     Lrn(LrnAttrs),
     Identity,
 }

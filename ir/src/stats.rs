@@ -27,7 +27,11 @@ fn prod(d: &[usize]) -> u64 {
 /// Multiply-accumulates of one node of `g` (0 for ops without a matrix product).
 pub fn node_macs(g: &Graph, node: &crate::Node) -> u64 {
     let ty = |k: usize| node.inputs.get(k).map(|&v| g.ty(v).shape.dims());
-    let out = node.outputs.first().map(|&v| g.ty(v).shape.dims()).unwrap_or(&[]);
+    let out = node
+        .outputs
+        .first()
+        .map(|&v| g.ty(v).shape.dims())
+        .unwrap_or(&[]);
     match &node.op {
         Op::Conv(_) | Op::ConvInteger(_) => {
             // N * C_out * spatial_out, times (C_in / group) * kernel = w.dims[1..]
@@ -36,7 +40,9 @@ pub fn node_macs(g: &Graph, node: &crate::Node) -> u64 {
         }
         Op::ConvTranspose(_) => {
             // every input element scatters into C_out/group * kernel outputs
-            let (Some(x), Some(w)) = (ty(0), ty(1)) else { return 0 };
+            let (Some(x), Some(w)) = (ty(0), ty(1)) else {
+                return 0;
+            };
             prod(x) * prod(w.get(1..).unwrap_or(&[]))
         }
         Op::Gemm(a) => {
@@ -89,13 +95,34 @@ mod tests {
             group: 1,
             act: Activation::None,
         };
-        let n = g.add_node(Op::Conv(conv), vec![x, w], vec![TensorType::f32([1, 4, 8, 8])], "c");
+        let n = g.add_node(
+            Op::Conv(conv),
+            vec![x, w],
+            vec![TensorType::f32([1, 4, 8, 8])],
+            "c",
+        );
         let y = g.node(n).outputs[0];
-        let f = g.add_node(Op::Flatten { axis: 1 }, vec![y], vec![TensorType::f32([1, 256])], "f");
+        let f = g.add_node(
+            Op::Flatten { axis: 1 },
+            vec![y],
+            vec![TensorType::f32([1, 256])],
+            "f",
+        );
         let fy = g.node(f).outputs[0];
         let b = g.add_const(Tensor::zeros(DType::F32, [256, 10]).expect("small"));
-        let gemm = GemmAttrs { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false, act: Activation::None };
-        let m = g.add_node(Op::Gemm(gemm), vec![fy, b], vec![TensorType::f32([1, 10])], "g");
+        let gemm = GemmAttrs {
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: false,
+            trans_b: false,
+            act: Activation::None,
+        };
+        let m = g.add_node(
+            Op::Gemm(gemm),
+            vec![fy, b],
+            vec![TensorType::f32([1, 10])],
+            "g",
+        );
         g.add_output("out", g.node(m).outputs[0]);
 
         let s = summarize(&g);

@@ -210,11 +210,17 @@ impl Tensor {
     pub fn zeros(dtype: DType, shape: impl Into<Shape>) -> Result<Tensor> {
         let shape = shape.into();
         let n = shape.numel()?;
-        Ok(Tensor { shape, data: TensorData::zeros(dtype, n) })
+        Ok(Tensor {
+            shape,
+            data: TensorData::zeros(dtype, n),
+        })
     }
 
     pub fn scalar_f32(v: f32) -> Tensor {
-        Tensor { shape: Shape::scalar(), data: TensorData::F32(vec![v]) }
+        Tensor {
+            shape: Shape::scalar(),
+            data: TensorData::F32(vec![v]),
+        }
     }
 
     pub fn from_f32(shape: impl Into<Shape>, v: Vec<f32>) -> Result<Tensor> {
@@ -274,7 +280,9 @@ impl Tensor {
     pub fn to_f32_vec(&self) -> Vec<f32> {
         match &self.data {
             TensorData::F32(v) => v.clone(),
-            _ => (0..self.len()).map(|i| self.data.get_f64(i) as f32).collect(),
+            _ => (0..self.len())
+                .map(|i| self.data.get_f64(i) as f32)
+                .collect(),
         }
     }
 

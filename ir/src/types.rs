@@ -28,10 +28,13 @@ impl Shape {
     pub fn numel(&self) -> Result<usize> {
         let mut n: usize = 1;
         for &d in &self.0 {
-            n = n.checked_mul(d).filter(|&n| n <= MAX_NUMEL).ok_or_else(|| Error::TooLarge {
-                shape: self.to_string(),
-                limit: MAX_NUMEL,
-            })?;
+            n = n
+                .checked_mul(d)
+                .filter(|&n| n <= MAX_NUMEL)
+                .ok_or_else(|| Error::TooLarge {
+                    shape: self.to_string(),
+                    limit: MAX_NUMEL,
+                })?;
         }
         Ok(n)
     }
@@ -91,11 +94,19 @@ pub struct TensorType {
 
 impl TensorType {
     pub fn new(dtype: DType, shape: impl Into<Shape>) -> TensorType {
-        TensorType { dtype, shape: shape.into(), quant: None }
+        TensorType {
+            dtype,
+            shape: shape.into(),
+            quant: None,
+        }
     }
 
     pub fn quantized(shape: impl Into<Shape>, quant: QuantParams) -> TensorType {
-        TensorType { dtype: DType::from_qtype(quant.storage), shape: shape.into(), quant: Some(quant) }
+        TensorType {
+            dtype: DType::from_qtype(quant.storage),
+            shape: shape.into(),
+            quant: Some(quant),
+        }
     }
 
     pub fn f32(shape: impl Into<Shape>) -> TensorType {

@@ -1,1 +1,228 @@
-fn main() {}
+//! The `qc` command-line tool.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use qc::ir::{Graph, Tensor};
+use qc::onnx::ImportOptions;
+
+#[derive(Parser)]
+#[command(
+    name = "qc",
+    version,
+    about = "A compiler for quantized neural networks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print a model's IR and a summary (op counts, parameter bytes, MACs, activation bytes).
+    Inspect {
+        /// The ONNX model.
+        model: PathBuf,
+        #[command(flatten)]
+        import: ImportArgs,
+    },
+    /// Run a model on .npy inputs and write each output as DIR/<name>.npy.
+    Run {
+        /// The ONNX model.
+        model: PathBuf,
+        /// NAME=FILE.npy for each input, or FILE.npy for a single-input model.
+        #[arg(long = "input", value_name = "[NAME=]FILE")]
+        inputs: Vec<String>,
+        #[command(flatten)]
+        import: ImportArgs,
+        /// Where to execute the model.
+        #[arg(long, value_enum, default_value_t = Target::Interp)]
+        target: Target,
+        /// Rounding contract of requantization: float, fixed or fixed-single.
+        #[arg(long, default_value = "float")]
+        requant: qc::qmath::Contract,
+        /// Directory the outputs are written to (created if missing).
+        #[arg(long, value_name = "DIR")]
+        output_dir: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// Bind an input's dims: NAME=D,D,... (repeatable). Required for every dynamic dim.
+    #[arg(long = "input-shape", value_name = "NAME=D,D,..")]
+    input_shapes: Vec<String>,
+    /// Freeze a graph input to the contents of a .npy file: NAME=FILE.npy (repeatable).
+    #[arg(long = "const-input", value_name = "NAME=FILE")]
+    const_inputs: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Target {
+    /// The reference interpreter.
+    Interp,
+}
+
+impl ImportArgs {
+    fn options(&self) -> Result<ImportOptions> {
+        let mut opts = ImportOptions::default();
+        for s in &self.input_shapes {
+            let (name, dims) = qc::parse_shape_binding(s)?;
+            opts.input_shapes.insert(name, dims);
+        }
+        for s in &self.const_inputs {
+            let (name, file) = s
+                .split_once('=')
+                .with_context(|| format!("--const-input '{s}' is not NAME=FILE.npy"))?;
+            opts.const_inputs
+                .insert(name.to_string(), qc::npy::read_npy(Path::new(file))?);
+        }
+        Ok(opts)
+    }
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the context chain joined by ": ".
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Inspect { model, import } => inspect(&model, &import.options()?),
+        Cmd::Run {
+            model,
+            inputs,
+            import,
+            target,
+            requant,
+            output_dir,
+        } => {
+            let g = qc::load_onnx(&model, &import.options()?)?;
+            let tensors = bind_inputs(&g, &inputs)?;
+            let outputs = match target {
+                Target::Interp => qc::run_interp(
+                    &model,
+                    &g,
+                    &tensors,
+                    &qc::interp::Options { contract: requant },
+                )?,
+            };
+            write_outputs(&g, &outputs, &output_dir)
+        }
+    }
+}
+
+fn inspect(model: &Path, opts: &ImportOptions) -> Result<()> {
+    use std::fmt::Write as _;
+    let mut g = qc::load_onnx(model, opts)?;
+    g.compact();
+    let mut out = qc::ir::text::print(&g);
+    let s = qc::ir::stats::summarize(&g);
+    let ops: Vec<String> = s
+        .op_counts
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let _ = write!(
+        out,
+        "\n; nodes: {}\n; ops: {}\n; parameters: {} bytes in {} constants\n; MACs: {}\n; activations: {} bytes in all, largest {} bytes\n",
+        g.nodes.len(),
+        ops.join(", "),
+        s.param_bytes,
+        g.consts.len(),
+        s.macs,
+        s.activation_bytes,
+        s.largest_activation_bytes
+    );
+    emit(&out)
+}
+
+/// Write to stdout; a closed pipe (`qc inspect m.onnx | head`) ends quietly.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("cannot write to stdout"),
+    }
+}
+
+/// Match `--input` arguments to the graph's inputs; check dtype and shape.
+fn bind_inputs(g: &Graph, args: &[String]) -> Result<Vec<Tensor>> {
+    let names: Vec<&str> = g.inputs.iter().map(|p| p.name.as_str()).collect();
+    let mut files: HashMap<&str, PathBuf> = HashMap::new();
+    for a in args {
+        let (name, file) = match a.split_once('=') {
+            Some((n, f)) if names.contains(&n) => (n, f),
+            _ if names.len() == 1 => (names[0], a.as_str()),
+            Some((n, _)) => bail!(
+                "--input '{a}': the model has no input named '{n}' (inputs: {})",
+                names.join(", ")
+            ),
+            None => bail!(
+                "--input '{a}': the model has {} inputs, give NAME=FILE (inputs: {})",
+                names.len(),
+                names.join(", ")
+            ),
+        };
+        if files.insert(name, PathBuf::from(file)).is_some() {
+            bail!("input '{name}' is given twice");
+        }
+    }
+    g.inputs
+        .iter()
+        .map(|p| {
+            let file = files
+                .get(p.name.as_str())
+                .with_context(|| format!("no --input for model input '{}'", p.name))?;
+            let t = qc::npy::read_npy(file)?;
+            let ty = g.ty(p.value);
+            if t.dtype() != ty.dtype || t.dims() != ty.shape.dims() {
+                bail!(
+                    "{}: input '{}' must be {}{}, the file holds {}{}",
+                    file.display(),
+                    p.name,
+                    ty.dtype,
+                    ty.shape,
+                    t.dtype(),
+                    t.shape()
+                );
+            }
+            Ok(t)
+        })
+        .collect()
+}
+
+fn write_outputs(g: &Graph, outputs: &[Tensor], dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut seen = BTreeSet::new();
+    for (port, t) in g.outputs.iter().zip(outputs) {
+        let file = qc::output_file_name(&port.name);
+        if !seen.insert(file.clone()) {
+            bail!("two outputs map to the same file name {file}");
+        }
+        let path = dir.join(&file);
+        qc::npy::write_npy(&path, t)?;
+        emit(&format!(
+            "{}: {}{} -> {}\n",
+            port.name,
+            t.dtype(),
+            t.shape(),
+            path.display()
+        ))?;
+    }
+    Ok(())
+}

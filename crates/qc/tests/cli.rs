@@ -1,0 +1,293 @@
+//! The `qc` binary end to end: `inspect` and `run` on fixture models, the light
+//! models through `qc run --target interp` against the ONNX package's expected
+//! outputs, and one-line errors with a non-zero exit code.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn qc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qc"))
+        .args(args)
+        .output()
+        .expect("qc binary runs")
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+fn fx(rel: &str) -> String {
+    fixtures().join(rel).to_string_lossy().into_owned()
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("qc-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// |a - e| <= atol + rtol * |e| elementwise, like the ONNX backend tests.
+fn assert_close(got: &[f64], want: &[f64], rtol: f64, atol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: element count");
+    let mut worst = (0usize, 0.0f64);
+    for (i, (&a, &e)) in got.iter().zip(want).enumerate() {
+        let excess = (a - e).abs() - (atol + rtol * e.abs());
+        if !(excess <= 0.0) && (excess > worst.1 || worst.1 == 0.0) {
+            worst = (i, excess.max(f64::MIN_POSITIVE));
+        }
+    }
+    assert!(
+        worst.1 == 0.0,
+        "{what}: element {} is {} but expected {}",
+        worst.0,
+        got[worst.0],
+        want[worst.0]
+    );
+}
+
+#[test]
+fn inspect_prints_ir_and_summary_for_a_qdq_model() {
+    let o = qc(&["inspect", &fx("models/cnn_qdq.onnx")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("func @main("), "IR text:\n{out}");
+    for needle in [
+        "quantize",
+        "dequantize",
+        "conv",
+        "; ops:",
+        "; parameters:",
+        "; MACs:",
+        "; activations:",
+    ] {
+        assert!(out.contains(needle), "missing '{needle}' in:\n{out}");
+    }
+}
+
+#[test]
+fn inspect_float_conv_bn_relu_model() {
+    let o = qc(&["inspect", &fx("models/cnn_float.onnx")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for needle in ["conv", "batch_norm", "relu", "gemm"] {
+        assert!(out.contains(needle), "missing '{needle}' in:\n{out}");
+    }
+    // MACs of the fixture model are fixed by its architecture; make sure they are counted.
+    let macs: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("; MACs: "))
+        .and_then(|s| s.trim().parse().ok())
+        .expect("a MACs line");
+    assert!(macs > 0);
+}
+
+#[test]
+fn run_writes_outputs_matching_onnxruntime() {
+    for (model, golden, rtol, atol) in [
+        (
+            "models/cnn_float.onnx",
+            "models/cnn_float.ort.npy",
+            1e-4,
+            1e-5,
+        ),
+        (
+            "models/cnn_qdq.onnx",
+            "models/cnn_qdq.ort_noopt.npy",
+            0.0,
+            0.0,
+        ),
+    ] {
+        let input = fx(&model.replace(".onnx", ".input.npy"));
+        let dir = tmpdir(&model.replace('/', "_"));
+        let o = qc(&[
+            "run",
+            &fx(model),
+            "--input",
+            &input,
+            "--target",
+            "interp",
+            "--output-dir",
+            dir.to_str().expect("utf-8 temp path"),
+        ]);
+        assert!(o.status.success(), "{model}: {}", stderr(&o));
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("output dir")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(files.len(), 1, "{model}: one output file, got {files:?}");
+        let got = qc::npy::read_npy(&files[0]).expect("output is a valid .npy");
+        let want = qc::npy::read_npy(&fixtures().join(golden)).expect("golden");
+        assert_eq!(got.dims(), want.dims(), "{model}: shape");
+        if rtol == 0.0 && atol == 0.0 {
+            // Quantized QDQ model executed unfused: compare in units of the output's
+            // quantization step (the scale of the final dequantize's operand).
+            let g = qc::load_onnx(Path::new(&fx(model)), &Default::default()).expect("imports");
+            let out = g.outputs[0].value;
+            let qc::ir::ValueDef::Node { node, .. } = g.value(out).def else {
+                panic!("output is computed")
+            };
+            let n = g.node(node);
+            assert_eq!(
+                n.op.name(),
+                "dequantize",
+                "{model}: output comes from a dequantize"
+            );
+            let step = f64::from(
+                g.ty(n.inputs[0])
+                    .quant
+                    .as_ref()
+                    .expect("quantized operand")
+                    .scales[0],
+            );
+            let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
+            let off = g
+                .iter()
+                .zip(&w)
+                .filter(|(a, b)| (*a - *b).abs() > step * 1.01)
+                .count();
+            let same = g.iter().zip(&w).filter(|(a, b)| a == b).count();
+            assert_eq!(off, 0, "{model}: elements more than one step ({step}) away");
+            assert!(
+                same * 100 >= w.len() * 99,
+                "{model}: only {same} of {} identical",
+                w.len()
+            );
+        } else {
+            assert_close(&got.to_f64_vec(), &want.to_f64_vec(), rtol, atol, model);
+        }
+    }
+}
+
+/// The nine real-architecture models of the onnx package, constant weights, through
+/// `qc run --target interp`, against the package's own expected outputs.
+#[test]
+fn light_models_match_expected_outputs() {
+    let input = fx("light/input_1x3x224x224.npy");
+    let mut names: Vec<String> = std::fs::read_dir(fixtures().join("light"))
+        .expect("fixtures/light")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(String::from))
+        .filter(|n| n.starts_with("light_") && n.ends_with(".onnx"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 9, "{names:?}");
+    for name in names {
+        let model = fx(&format!("light/{name}"));
+        let dir = tmpdir(&name);
+        let o = qc(&[
+            "run",
+            &model,
+            "--input",
+            &input,
+            "--target",
+            "interp",
+            "--output-dir",
+            dir.to_str().expect("utf-8"),
+        ]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("out dir")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(files.len(), 1, "{name}: {files:?}");
+        let got = qc::npy::read_npy(&files[0]).expect("npy");
+        let pb = std::fs::read(
+            fixtures()
+                .join("light")
+                .join(name.replace(".onnx", "_output_0.pb")),
+        )
+        .expect("expected output");
+        let want = qc::onnx::tensor_from_pb(&pb).expect("TensorProto");
+        assert_eq!(got.dims(), want.dims(), "{name}: shape");
+        assert_close(&got.to_f64_vec(), &want.to_f64_vec(), 1e-3, 1e-7, &name);
+    }
+}
+
+#[test]
+fn errors_are_one_line_and_exit_non_zero() {
+    let dir = tmpdir("errors");
+    let garbage = dir.join("garbage.onnx");
+    std::fs::write(&garbage, b"\x08\x07this is not a model").expect("write");
+    let wrong_input = dir.join("wrong.npy");
+    qc::npy::write_npy(
+        &wrong_input,
+        &qc::ir::Tensor::from_f32(vec![2], vec![1.0, 2.0]).expect("tensor"),
+    )
+    .expect("npy");
+    let out = dir.join("out");
+    let out = out.to_str().expect("utf-8");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "inspect".into(),
+                dir.join("missing.onnx").to_string_lossy().into(),
+            ],
+            "missing.onnx",
+        ),
+        (
+            vec!["inspect".into(), garbage.to_string_lossy().into()],
+            "garbage.onnx",
+        ),
+        (
+            vec![
+                "run".into(),
+                fx("models/cnn_float.onnx"),
+                "--input".into(),
+                wrong_input.to_string_lossy().into(),
+                "--output-dir".into(),
+                out.into(),
+            ],
+            "wrong.npy",
+        ),
+        (
+            vec![
+                "run".into(),
+                fx("models/cnn_float.onnx"),
+                "--input".into(),
+                "nosuch=x.npy".into(),
+                "--output-dir".into(),
+                out.into(),
+            ],
+            "nosuch",
+        ),
+        (
+            vec![
+                "run".into(),
+                fx("models/cnn_float.onnx"),
+                "--input-shape".into(),
+                "x=1,3".into(),
+                "--input".into(),
+                fx("models/cnn_float.input.npy"),
+                "--output-dir".into(),
+                out.into(),
+            ],
+            "x",
+        ),
+    ];
+    for (args, needle) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = qc(&args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{args:?} should fail");
+        assert!(
+            err.starts_with("error: ") && err.trim_end().lines().count() == 1,
+            "{args:?}: one line, got:\n{err}"
+        );
+        assert!(
+            err.contains(needle),
+            "{args:?}: '{needle}' not named in: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
