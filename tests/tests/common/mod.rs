@@ -1,0 +1,230 @@
+//! Helpers shared by the model-level integration tests: fixture paths, loading `.npy`
+//! and `.pb` tensors, importing and running through qc, and comparing outputs.
+//!
+//! Comparison follows the ONNX backend tests: integer and bool tensors must be equal,
+//! float tensors must satisfy `|got - exp| <= atol + rtol * |exp|` element-wise (NaN
+//! matches NaN), and shapes and element types must match exactly.
+
+#![allow(dead_code)] // each test binary uses a different subset
+#![allow(clippy::panic)] // test code: a panic is how a test fails
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use qc_ir::{Graph, Tensor, TensorData};
+
+/// `fixtures/` at the repository root.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("fixtures")
+}
+
+pub fn read_bytes(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// A serialized ONNX `TensorProto` (`input_0.pb`, `output_0.pb`, ...).
+pub fn read_pb(path: &Path) -> Result<Tensor, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    qc_onnx::tensor_from_pb(&bytes).map_err(|e| format!("decoding {}: {e}", path.display()))
+}
+
+/// A little-endian `.npy` file of a plain numeric dtype, C order.
+pub fn read_npy(path: &Path) -> Tensor {
+    let bytes = read_bytes(path);
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        npy.order(),
+        npyz::Order::C,
+        "{}: Fortran order",
+        path.display()
+    );
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let npyz::DType::Plain(ts) = npy.dtype() else {
+        panic!("{}: not a plain dtype", path.display())
+    };
+    fn vec<T: npyz::Deserialize>(npy: npyz::NpyFile<&[u8]>, path: &Path) -> Vec<T> {
+        npy.into_vec()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+    use npyz::TypeChar as C;
+    let data = match (ts.type_char(), ts.size_field()) {
+        (C::Float, 4) => TensorData::F32(vec(npy, path)),
+        (C::Float, 8) => TensorData::F64(vec(npy, path)),
+        (C::Int, 1) => TensorData::I8(vec(npy, path)),
+        (C::Uint, 1) => TensorData::U8(vec(npy, path)),
+        (C::Int, 4) => TensorData::I32(vec(npy, path)),
+        (C::Int, 8) => TensorData::I64(vec(npy, path)),
+        (c, n) => panic!("{}: unsupported npy dtype {c:?}{n}", path.display()),
+    };
+    Tensor::new(shape, data).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Tolerances of a float comparison: `|got - exp| <= atol + rtol * |exp|`.
+#[derive(Clone, Copy, Debug)]
+pub struct Tol {
+    pub rtol: f64,
+    pub atol: f64,
+}
+
+/// The ONNX backend tests' default.
+pub const ONNX_TOL: Tol = Tol {
+    rtol: 1e-3,
+    atol: 1e-7,
+};
+
+/// What a successful comparison saw.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Agreement {
+    pub n: usize,
+    pub identical: usize,
+    pub max_abs: f64,
+    /// Largest `|got - exp| / |exp|` over elements with `exp != 0`.
+    pub max_rel: f64,
+}
+
+/// Compare `got` with `exp`; `Err` describes the first mismatches.
+pub fn compare(got: &Tensor, exp: &Tensor, tol: Tol) -> Result<Agreement, String> {
+    if got.dtype() != exp.dtype() {
+        return Err(format!("dtype {} != expected {}", got.dtype(), exp.dtype()));
+    }
+    if got.dims() != exp.dims() {
+        return Err(format!("shape {} != expected {}", got.shape(), exp.shape()));
+    }
+    let mut a = Agreement {
+        n: got.len(),
+        ..Agreement::default()
+    };
+    let mut bad = Vec::new();
+    let mut n_bad = 0usize;
+    if got.dtype().is_float() {
+        let (g, e) = (got.to_f64_vec(), exp.to_f64_vec());
+        for (i, (&g, &e)) in g.iter().zip(&e).enumerate() {
+            if g.to_bits() == e.to_bits() || (g.is_nan() && e.is_nan()) {
+                a.identical += 1;
+                continue;
+            }
+            let d = (g - e).abs();
+            if d.is_finite() {
+                a.max_abs = a.max_abs.max(d);
+                if e != 0.0 {
+                    a.max_rel = a.max_rel.max(d / e.abs());
+                }
+            }
+            // Negated so that NaN against a number, or inf against a different value, fails.
+            #[allow(clippy::neg_cmp_op_on_partial_ord)]
+            let out_of_tol = !(d <= tol.atol + tol.rtol * e.abs());
+            if out_of_tol {
+                n_bad += 1;
+                if bad.len() < 5 {
+                    bad.push(format!("[{i}] {g} vs {e}"));
+                }
+            }
+        }
+    } else {
+        // Exact for every integer type: u64 -> i64 is a bijection, so no two values alias.
+        let (g, e) = (got.to_i64_vec(), exp.to_i64_vec());
+        for (i, (&g, &e)) in g.iter().zip(&e).enumerate() {
+            if g == e {
+                a.identical += 1;
+            } else {
+                a.max_abs = a.max_abs.max((g as f64 - e as f64).abs());
+                n_bad += 1;
+                if bad.len() < 5 {
+                    bad.push(format!("[{i}] {g} vs {e}"));
+                }
+            }
+        }
+    }
+    if n_bad > 0 {
+        return Err(format!(
+            "{n_bad} of {} elements differ (max abs {:.3e}, max rel {:.3e}): {}",
+            a.n,
+            a.max_abs,
+            a.max_rel,
+            bad.join(", ")
+        ));
+    }
+    Ok(a)
+}
+
+/// Import ONNX bytes whose inputs all have static shapes (no external data).
+pub fn import(bytes: &[u8]) -> Result<Graph, String> {
+    qc_onnx::import(
+        bytes,
+        &qc_onnx::ImportOptions::default(),
+        &qc_onnx::NoExternalData,
+    )
+    .map_err(|e| format!("import: {e}"))
+}
+
+/// Run `g` with `inputs` given by graph-input name; returns outputs by graph-output name.
+pub fn run_named(
+    g: &Graph,
+    inputs: &HashMap<String, Tensor>,
+) -> Result<Vec<(String, Tensor)>, String> {
+    let mut args = Vec::with_capacity(g.inputs.len());
+    for p in &g.inputs {
+        let t = inputs
+            .get(&p.name)
+            .ok_or_else(|| format!("no value for graph input '{}'", p.name))?;
+        args.push(t.clone());
+    }
+    let outs = run(g, &args)?;
+    Ok(g.outputs.iter().map(|p| p.name.clone()).zip(outs).collect())
+}
+
+/// Run `g` on positional inputs with the default interpreter options.
+pub fn run(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
+    let outs = qc_interp::run(g, inputs, &qc_interp::Options::default())
+        .map_err(|e| format!("run: {e}"))?;
+    if outs.len() != g.outputs.len() {
+        return Err(format!(
+            "run returned {} outputs for {} graph outputs",
+            outs.len(),
+            g.outputs.len()
+        ));
+    }
+    Ok(outs)
+}
+
+/// The single f32 output of a single-input model.
+pub fn run1(g: &Graph, x: &Tensor) -> Tensor {
+    assert_eq!(g.inputs.len(), 1, "model has {} inputs", g.inputs.len());
+    let mut outs = run(g, std::slice::from_ref(x)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outs.len(), 1, "model has {} outputs", outs.len());
+    outs.remove(0)
+}
+
+/// Check `parse(print(g)) == g` on the compacted graph, resolving weights by digest.
+pub fn check_text_roundtrip(g: &Graph) -> Result<(), String> {
+    let mut g = g.clone();
+    g.compact();
+    let text = qc_ir::text::print(&g);
+    let by_digest: HashMap<u64, Arc<Tensor>> =
+        g.consts.iter().map(|t| (t.digest(), t.clone())).collect();
+    let lookup = |d: u64, ty: &qc_ir::TensorType| -> Option<Arc<Tensor>> {
+        by_digest
+            .get(&d)
+            .filter(|t| t.dtype() == ty.dtype && t.shape() == &ty.shape)
+            .cloned()
+    };
+    let back = qc_ir::text::parse_with_consts(&text, &lookup)
+        .map_err(|e| format!("re-parse: {e}\n{text}"))?;
+    if back != g {
+        let again = qc_ir::text::print(&back);
+        let first_diff = text
+            .lines()
+            .zip(again.lines())
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+            .map(|(i, (a, b))| format!("line {}:\n  printed: {a}\n  re-printed: {b}", i + 1))
+            .unwrap_or_else(|| {
+                "texts equal, graphs differ (in something the text does not show)".into()
+            });
+        return Err(format!("parse(print(g)) != g; {first_diff}"));
+    }
+    Ok(())
+}
