@@ -148,7 +148,8 @@ pub enum Op {
     },
     /// `x, slope` (slope broadcast to x).
     PRelu,
-    /// Clamp to bounds given in the element type's domain (absent = unbounded).
+    /// Clamp to bounds (absent = unbounded). The bounds are values of the tensor's
+    /// meaning: element values for plain tensors, real values for quantized ones.
     Clip {
         min: Option<f64>,
         max: Option<f64>,

@@ -1,0 +1,99 @@
+//! Named pipelines and the pass registry.
+
+use std::time::{Duration, Instant};
+
+use qc_ir::Graph;
+
+use crate::{Changed, Error, Pass, PassCx, Result};
+
+/// The passes a pipeline can name, in no particular order.
+fn registry() -> Vec<Box<dyn Pass>> {
+    vec![]
+}
+
+/// The `default` pipeline, in order.
+pub const DEFAULT: &[&str] = &[];
+
+/// What one pass did: for `--print-after-all` and tests.
+#[derive(Clone, Debug)]
+pub struct PassReport {
+    pub pass: &'static str,
+    pub changed: Changed,
+    pub time: Duration,
+    pub stats: Vec<(String, String)>,
+}
+
+/// An explicit list of passes.
+pub struct Pipeline {
+    passes: Vec<Box<dyn Pass>>,
+}
+
+impl Pipeline {
+    /// `default`, `none`, or a comma-separated list of pass names.
+    pub fn parse(spec: &str) -> Result<Pipeline> {
+        let names: Vec<&str> = match spec.trim() {
+            "default" => DEFAULT.to_vec(),
+            "none" | "" => Vec::new(),
+            list => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect(),
+        };
+        let mut passes = Vec::new();
+        for name in names {
+            let pass = registry()
+                .into_iter()
+                .find(|p| p.name() == name)
+                .ok_or_else(|| Error::UnknownPass {
+                    name: name.to_string(),
+                    known: registry()
+                        .iter()
+                        .map(|p| p.name())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+            passes.push(pass);
+        }
+        Ok(Pipeline { passes })
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.passes.iter().map(|p| p.name()).collect()
+    }
+
+    /// Run every pass in order; `after` sees the graph after each pass.
+    pub fn run_with(
+        &self,
+        g: &mut Graph,
+        cx: &mut PassCx,
+        mut after: impl FnMut(&PassReport, &Graph),
+    ) -> Result<Vec<PassReport>> {
+        let mut reports = Vec::new();
+        for pass in &self.passes {
+            cx.stats.clear();
+            let t0 = Instant::now();
+            let changed = pass.run(g, cx)?;
+            let time = t0.elapsed();
+            if cx.options.verify || cfg!(debug_assertions) {
+                qc_ir::verify::verify(g).map_err(|source| Error::Verify {
+                    pass: pass.name(),
+                    source,
+                })?;
+            }
+            let report = PassReport {
+                pass: pass.name(),
+                changed,
+                time,
+                stats: std::mem::take(&mut cx.stats),
+            };
+            after(&report, g);
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
+    pub fn run(&self, g: &mut Graph, cx: &mut PassCx) -> Result<Vec<PassReport>> {
+        self.run_with(g, cx, |_, _| {})
+    }
+}
