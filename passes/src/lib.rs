@@ -13,6 +13,10 @@
 //!
 //! Passes know no backend and no file format.
 
+pub mod canonicalize;
+pub mod dce;
+pub mod fold;
+pub mod egg;
 pub mod pipeline;
 
 pub use pipeline::{PassReport, Pipeline};

@@ -4,15 +4,25 @@ use std::time::{Duration, Instant};
 
 use qc_ir::Graph;
 
+use crate::canonicalize::CanonicalizeQdq;
+use crate::dce::{Compact, Dce};
+use crate::egg::EggPass;
+use crate::fold::FoldConstants;
 use crate::{Changed, Error, Pass, PassCx, Result};
 
 /// The passes a pipeline can name, in no particular order.
 fn registry() -> Vec<Box<dyn Pass>> {
-    vec![]
+    vec![
+        Box::new(CanonicalizeQdq),
+        Box::new(FoldConstants),
+        Box::new(EggPass),
+        Box::new(Dce),
+        Box::new(Compact),
+    ]
 }
 
-/// The `default` pipeline, in order.
-pub const DEFAULT: &[&str] = &[];
+/// The `default` pipeline, in order. `dce` compacts, so no `compact` follows it.
+pub const DEFAULT: &[&str] = &["canonicalize-qdq", "fold-constants", "egg", "dce"];
 
 /// What one pass did: for `--print-after-all` and tests.
 #[derive(Clone, Debug)]

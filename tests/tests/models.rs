@@ -171,7 +171,6 @@ fn cnn_qdq_matches_onnxruntime_unfused() {
 }
 
 #[test]
-#[ignore = "QOperator with com.microsoft QLinearAdd / QLinearGlobalAveragePool / QGemm: later work"]
 fn cnn_qop_matches_onnxruntime() {
     check_quantized_cnn("cnn_qop");
 }

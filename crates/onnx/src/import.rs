@@ -27,6 +27,11 @@ use crate::{Error, ExternalData, ImportOptions, Result};
 /// Supported ai.onnx opsets.
 const OPSETS: std::ops::RangeInclusive<i64> = 7..=28;
 
+/// onnxruntime's contrib domain, whose QOperator ops (`QLinearAdd`, `QGemm`, ...) qc
+/// imports; every schema qc reads there is `since_version` 1.
+pub(crate) const MS_DOMAIN: &str = "com.microsoft";
+pub(crate) const MS_OPSET: i64 = 1;
+
 pub(crate) fn import(bytes: &[u8], opts: &ImportOptions, ext: &dyn ExternalData) -> Result<Graph> {
     let model = ModelProto::parse_from_bytes(bytes).map_err(|e| Error::Decode(e.to_string()))?;
     let graph = model.graph.as_ref().ok_or(Error::NoGraph)?;
@@ -260,13 +265,27 @@ impl<'a> Importer<'a> {
         } else {
             n.domain.as_str()
         };
-        if !domain.is_empty() {
+        let contrib = domain == MS_DOMAIN;
+        if !domain.is_empty() && !contrib {
             return Err(Error::UnsupportedOp {
                 op: n.op_type.clone(),
                 domain: domain.to_string(),
                 node: label,
                 opset: self.opsets.get(domain).copied().unwrap_or(0),
             });
+        }
+        if contrib {
+            let version = self.opsets.get(domain).copied().unwrap_or(0);
+            if version != MS_OPSET {
+                return Err(Error::Node {
+                    node: label,
+                    op: n.op_type.clone(),
+                    opset: version,
+                    msg: format!(
+                        "the model imports {MS_DOMAIN} opset {version}; qc supports version {MS_OPSET}"
+                    ),
+                });
+            }
         }
         let mut inputs = Vec::with_capacity(n.input.len());
         for name in &n.input {
@@ -288,7 +307,11 @@ impl<'a> Importer<'a> {
             opset: self.opset,
             inputs,
         };
-        let results = self.convert(&cx)?;
+        let results = if contrib {
+            self.convert_contrib(&cx)?
+        } else {
+            self.convert(&cx)?
+        };
         for (i, name) in n.output.iter().enumerate() {
             if name.is_empty() {
                 continue;

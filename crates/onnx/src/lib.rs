@@ -14,7 +14,11 @@
 //!   Concat → Reshape` chains become constant shapes;
 //! - quantization is carried by types: `QuantizeLinear`/`DequantizeLinear` become
 //!   `quantize`/`dequantize` with quantized result/operand types, `QLinearConv` and
-//!   `QLinearMatMul` become `conv`/`matmul` on quantized types;
+//!   `QLinearMatMul` become `conv`/`matmul` on quantized types, and so do the
+//!   QOperator ops of onnxruntime's `com.microsoft` domain (opset 1: `QLinearAdd`,
+//!   `QLinearMul`, `QLinearGlobalAveragePool`, `QLinearAveragePool`, `QLinearConcat`,
+//!   `QLinearLeakyRelu`, `QLinearSigmoid`, `QGemm`, NCHW `QLinearConv`), each the
+//!   ordinary op on quantized types; every other domain is unsupported;
 //! - nodes are in topological order (bad files are sorted; cycles are an error) and
 //!   the result passes [`qc_ir::verify::verify`].
 //!

@@ -15,7 +15,8 @@ pub(crate) struct Cx<'a> {
     pub node: &'a NodeProto,
     /// The node's name, or a description of it when the model gives none.
     pub label: String,
-    /// The ai.onnx opset the model imports.
+    /// The ai.onnx opset the model imports (also for `com.microsoft` nodes, whose
+    /// converters share the ai.onnx ones' helpers).
     pub opset: i64,
     /// Operands by position; `None` for an empty name (an absent optional input).
     pub inputs: Vec<Option<ValueId>>,

@@ -12,6 +12,7 @@ use std::path::{Component, Path, PathBuf};
 pub use qc_interp as interp;
 pub use qc_ir as ir;
 pub use qc_onnx as onnx;
+pub use qc_passes as passes;
 pub use qc_qmath as qmath;
 
 use qc_ir::{Graph, Tensor};
@@ -38,6 +39,11 @@ pub enum Error {
     Run {
         path: PathBuf,
         source: qc_interp::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Pass {
+        path: PathBuf,
+        source: qc_passes::Error,
     },
     #[error("{0}")]
     Usage(String),
@@ -118,6 +124,26 @@ pub fn run_interp(
         path: path.to_path_buf(),
         source: e,
     })
+}
+
+/// Run a pass pipeline (`default`, `none`, or a comma-separated list of pass names)
+/// over a graph; `after` sees the graph after each pass. `path` names the model in
+/// errors.
+pub fn optimize(
+    path: &Path,
+    g: &mut Graph,
+    pipeline: &str,
+    options: qc_passes::PassOptions,
+    after: impl FnMut(&qc_passes::PassReport, &Graph),
+) -> Result<Vec<qc_passes::PassReport>> {
+    let err = |source| Error::Pass {
+        path: path.to_path_buf(),
+        source,
+    };
+    let p = qc_passes::Pipeline::parse(pipeline).map_err(err)?;
+    let mut cx = qc_passes::PassCx::new(options);
+    let reports = p.run_with(g, &mut cx, after).map_err(err)?;
+    Ok(reports)
 }
 
 /// Parse a shape binding `NAME=D,D,...` (as `--input-shape` takes it).

@@ -28,6 +28,11 @@ enum Cmd {
         model: PathBuf,
         #[command(flatten)]
         import: ImportArgs,
+        #[command(flatten)]
+        opt: OptArgs,
+        /// Print the IR after each pass, with the pass's statistics.
+        #[arg(long)]
+        print_after_all: bool,
     },
     /// Run a model on .npy inputs and write each output as DIR/<name>.npy.
     Run {
@@ -38,6 +43,8 @@ enum Cmd {
         inputs: Vec<String>,
         #[command(flatten)]
         import: ImportArgs,
+        #[command(flatten)]
+        opt: OptArgs,
         /// Where to execute the model.
         #[arg(long, value_enum, default_value_t = Target::Interp)]
         target: Target,
@@ -58,6 +65,36 @@ struct ImportArgs {
     /// Freeze a graph input to the contents of a .npy file: NAME=FILE.npy (repeatable).
     #[arg(long = "const-input", value_name = "NAME=FILE")]
     const_inputs: Vec<String>,
+}
+
+#[derive(Args)]
+struct OptArgs {
+    /// The pass pipeline: `default`, `none`, or a comma-separated list of pass names.
+    #[arg(long, value_name = "LIST", default_value = "default")]
+    passes: String,
+    /// Skip optimization (same as --passes none): run or print the graph as imported.
+    #[arg(long, conflicts_with = "passes")]
+    no_opt: bool,
+    /// Run the IR verifier after every pass (always on in debug builds).
+    #[arg(long)]
+    verify: bool,
+}
+
+impl OptArgs {
+    fn pipeline(&self) -> &str {
+        if self.no_opt {
+            "none"
+        } else {
+            &self.passes
+        }
+    }
+
+    fn options(&self) -> qc::passes::PassOptions {
+        qc::passes::PassOptions {
+            verify: self.verify,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -88,26 +125,48 @@ fn main() -> ExitCode {
     match real_main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the context chain joined by ": ".
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
 }
 
+/// The error and its causes on one line, joined by ": ". A cause whose text the
+/// message already contains (errors that print their source) is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
+            msg.push_str(&text);
+        }
+    }
+    msg.replace('\n', " ")
+}
+
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Inspect { model, import } => inspect(&model, &import.options()?),
+        Cmd::Inspect {
+            model,
+            import,
+            opt,
+            print_after_all,
+        } => inspect(&model, &import.options()?, &opt, print_after_all),
         Cmd::Run {
             model,
             inputs,
             import,
+            opt,
             target,
             requant,
             output_dir,
         } => {
-            let g = qc::load_onnx(&model, &import.options()?)?;
+            let mut g = qc::load_onnx(&model, &import.options()?)?;
+            qc::optimize(&model, &mut g, opt.pipeline(), opt.options(), |_, _| {})?;
             let tensors = bind_inputs(&g, &inputs)?;
             let outputs = match target {
                 Target::Interp => qc::run_interp(
@@ -122,9 +181,43 @@ fn real_main() -> Result<()> {
     }
 }
 
-fn inspect(model: &Path, opts: &ImportOptions) -> Result<()> {
+fn inspect(model: &Path, opts: &ImportOptions, opt: &OptArgs, print_after_all: bool) -> Result<()> {
     use std::fmt::Write as _;
     let mut g = qc::load_onnx(model, opts)?;
+    if print_after_all {
+        g.compact();
+        emit(&format!(
+            "// ---- imported ----\n{}\n",
+            qc::ir::text::print(&g)
+        ))?;
+    }
+    let mut failed = None;
+    qc::optimize(model, &mut g, opt.pipeline(), opt.options(), |r, g| {
+        if print_after_all && failed.is_none() {
+            let mut g = g.clone();
+            g.compact();
+            let mut head = format!(
+                "// ---- after {} ({:.3} ms, {}) ----\n",
+                r.pass,
+                r.time.as_secs_f64() * 1e3,
+                if r.changed == qc::passes::Changed::Yes {
+                    "changed"
+                } else {
+                    "unchanged"
+                }
+            );
+            for (k, v) in &r.stats {
+                let _ = writeln!(head, "// {k}: {v}");
+            }
+            failed = emit(&format!("{head}{}\n", qc::ir::text::print(&g))).err();
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if print_after_all {
+        return Ok(());
+    }
     g.compact();
     let mut out = qc::ir::text::print(&g);
     let s = qc::ir::stats::summarize(&g);

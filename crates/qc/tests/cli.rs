@@ -75,12 +75,20 @@ fn inspect_prints_ir_and_summary_for_a_qdq_model() {
 
 #[test]
 fn inspect_float_conv_bn_relu_model() {
-    let o = qc(&["inspect", &fx("models/cnn_float.onnx")]);
+    let model = fx("models/cnn_float.onnx");
+    // As imported: Conv, BatchNormalization and Relu are separate nodes.
+    let o = qc(&["inspect", &model, "--no-opt"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    for needle in ["conv", "batch_norm", "relu", "gemm"] {
+    for needle in ["= conv ", "= batch_norm ", "= relu ", "= gemm "] {
         assert!(out.contains(needle), "missing '{needle}' in:\n{out}");
     }
+    // After the default pipeline: BatchNorm folded, Relu fused into the conv.
+    let o = qc(&["inspect", &model]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(!out.contains("batch_norm") && !out.contains("= relu "), "{out}");
+    assert!(out.contains("act=relu"), "{out}");
     // MACs of the fixture model are fixed by its architecture; make sure they are counted.
     let macs: u64 = out
         .lines()
@@ -290,4 +298,57 @@ fn errors_are_one_line_and_exit_non_zero() {
         );
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn pass_pipeline_flags() {
+    let model = fx("models/cnn_qdq.onnx");
+    // --no-opt prints the graph as imported: the QDQ encoding is still there.
+    let raw = qc(&["inspect", &model, "--no-opt"]);
+    assert!(raw.status.success(), "{}", stderr(&raw));
+    let raw = stdout(&raw);
+    assert!(raw.contains("dequantize"), "{raw}");
+    let same = stdout(&qc(&["inspect", &model, "--passes", "none"]));
+    assert_eq!(raw, same, "--no-opt is --passes none");
+
+    // --print-after-all: one section per pass of the default pipeline, with its time.
+    let all = qc(&["inspect", &model, "--print-after-all", "--verify"]);
+    assert!(all.status.success(), "{}", stderr(&all));
+    let all = stdout(&all);
+    assert!(all.starts_with("// ---- imported ----"), "{all}");
+    let sections = all.matches("// ---- after ").count();
+    let default = qc::passes::pipeline::DEFAULT.len();
+    assert_eq!(
+        sections,
+        default,
+        "one section per pass of {:?}",
+        qc::passes::pipeline::DEFAULT
+    );
+
+    // An unknown pass is a one-line error naming it and listing the known ones.
+    let bad = qc(&[
+        "inspect",
+        &model,
+        "--passes",
+        "canonicalize-qdq,no-such-pass",
+    ]);
+    assert!(!bad.status.success());
+    let err = stderr(&bad);
+    assert!(
+        err.contains("no-such-pass") && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+
+    // qc run --no-opt runs the unoptimized graph.
+    let dir = tmpdir("noopt");
+    let o = qc(&[
+        "run",
+        &model,
+        "--no-opt",
+        "--input",
+        &fx("models/cnn_qdq.input.npy"),
+        "--output-dir",
+        dir.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }

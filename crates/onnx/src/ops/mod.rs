@@ -1,7 +1,8 @@
 //! ONNX op → IR op converters, one table ([`Importer::convert`]) and one file per
 //! family: `nn` (convolution, pooling, normalization, gemm), `math` (elementwise),
 //! `shape` (data movement, constants and the folded shape computations), `quant`
-//! (QDQ, QOperator and integer ops).
+//! (QDQ, QOperator — including onnxruntime's `com.microsoft` QLinear* ops, table
+//! [`Importer::convert_contrib`] — and integer ops).
 //!
 //! Every converter returns the IR values of the node's results by position (a
 //! converter may return fewer than the node lists when the rest are unused).
@@ -86,6 +87,39 @@ impl Importer<'_> {
                 domain: cx.node.domain.clone(),
                 node: cx.label.clone(),
                 opset: cx.opset,
+            }),
+        }
+    }
+
+    /// The ops of onnxruntime's `com.microsoft` domain that QOperator models use. Each
+    /// is an ordinary op on quantized types (see `quant.rs`); anything else there is
+    /// unsupported.
+    pub(crate) fn convert_contrib(&mut self, cx: &Cx) -> Result<Vec<ValueId>> {
+        use qc_ir::Op;
+        let one = |r: Result<ValueId>| r.map(|v| vec![v]);
+        match cx.op() {
+            "QLinearConv" => one(self.contrib_qlinear_conv(cx)),
+            "QLinearAdd" => one(self.qlinear_binary(
+                cx,
+                Op::Add {
+                    act: qc_ir::Activation::None,
+                },
+            )),
+            "QLinearMul" => one(self.qlinear_binary(cx, Op::Mul)),
+            "QLinearGlobalAveragePool" => one(self.qlinear_global_average_pool(cx)),
+            "QLinearAveragePool" => one(self.qlinear_average_pool(cx)),
+            "QLinearLeakyRelu" => {
+                let alpha = cx.float_or("alpha", 0.01)?;
+                one(self.qlinear_unary(cx, Op::LeakyRelu { alpha }))
+            }
+            "QLinearSigmoid" => one(self.qlinear_unary(cx, Op::Sigmoid)),
+            "QLinearConcat" => one(self.qlinear_concat(cx)),
+            "QGemm" => one(self.qgemm(cx)),
+            _ => Err(Error::UnsupportedOp {
+                op: cx.op().to_string(),
+                domain: cx.node.domain.clone(),
+                node: cx.label.clone(),
+                opset: crate::import::MS_OPSET,
             }),
         }
     }

@@ -258,7 +258,7 @@ impl Importer<'_> {
         self.emit(cx, Op::ConvTranspose(attrs), inputs)
     }
 
-    fn pool_attrs(&self, cx: &Cx, x: ValueId) -> Result<PoolAttrs> {
+    pub(super) fn pool_attrs(&self, cx: &Cx, x: ValueId) -> Result<PoolAttrs> {
         let input = self.spatial_dims(cx, x)?;
         let k = input.len();
         let kernel = match cx.usizes("kernel_shape")? {

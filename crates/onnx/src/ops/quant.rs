@@ -1,13 +1,15 @@
 //! Quantization: QDQ (`QuantizeLinear`/`DequantizeLinear`), QOperator (`QLinearConv`,
-//! `QLinearMatMul`), integer ops (`ConvInteger`, `MatMulInteger`) and
-//! `DynamicQuantizeLinear`.
+//! `QLinearMatMul`, and onnxruntime's `com.microsoft` ops `QLinearAdd`, `QLinearMul`,
+//! `QLinearGlobalAveragePool`, `QLinearAveragePool`, `QLinearLeakyRelu`,
+//! `QLinearSigmoid`, `QLinearConcat`, `QGemm`), integer ops (`ConvInteger`,
+//! `MatMulInteger`) and `DynamicQuantizeLinear`.
 //!
 //! Quantization lives in types (see DESIGN.md): scales and zero points must be
 //! constants and become [`QuantParams`] on the quantized value's type. One scale is
 //! per-tensor; a 1-D scale of several elements is per-axis. Blocked quantization
 //! (`block_size > 0`) is not supported.
 
-use qc_ir::{Activation, DType, Op, QType, QuantParams, Tensor, ValueId};
+use qc_ir::{Activation, DType, GemmAttrs, Op, QType, QuantParams, Tensor, ValueId};
 
 use crate::import::Importer;
 use crate::node::Cx;
@@ -256,5 +258,153 @@ impl Importer<'_> {
     pub(super) fn dynamic_quantize(&mut self, cx: &Cx) -> Result<Vec<ValueId>> {
         let x = cx.input(0)?;
         self.emit_n(cx, Op::DynamicQuantize, vec![x], 3)
+    }
+
+    // ---- onnxruntime's com.microsoft QOperator ops ----
+    //
+    // Their schemas (onnxruntime/core/graph/contrib_ops/quantization_defs.cc and
+    // nhwc_schema_defs.cc) define each as "dequantize the operands, apply the float op,
+    // quantize with the output's params", e.g. QLinearAdd:
+    // `C = (A_scale * (A - A_zp) + B_scale * (B - B_zp)) / C_scale + C_zp`, and
+    // QLinearAveragePool: `Dequantize(Input) -> AveragePool on fp32 data ->
+    // Quantize(output)`. That is the meaning of the ordinary IR op on quantized types,
+    // so each becomes that op. Their scales and zero points are per-tensor scalars
+    // (zero points optional, 0 when absent) except QGemm's `b`, which may be per column.
+
+    /// `channels_last` (NHWC) variants are onnxruntime's internal layout; qc's ops are NCHW.
+    fn nchw_only(&self, cx: &Cx) -> Result<()> {
+        if cx.int_or("channels_last", 0)? != 0 {
+            return Err(cx.unsupported("channels_last != 0 (the NHWC layout)"));
+        }
+        Ok(())
+    }
+
+    /// Operand `i` (with scale `i + 1` and zero point `i + 2`) as a per-tensor quantized value.
+    fn qlinear_operand(&mut self, cx: &Cx, i: usize) -> Result<(ValueId, QType)> {
+        let x = cx.input(i)?;
+        let xt = self.ty(x).clone();
+        let storage = storage_of(cx, xt.dtype, &format!("input {i} ('{}')", cx.input_name(i)))?;
+        let q = self.qparams(cx, i + 1, i + 2, storage, None, &xt.shape.0)?;
+        Ok((self.as_quantized(cx, i, x, &q)?, storage))
+    }
+
+    /// `com.microsoft` QLinearConv: the NHWC-capable schema of the same op; with
+    /// `channels_last = 0` it is ai.onnx's QLinearConv.
+    pub(super) fn contrib_qlinear_conv(&mut self, cx: &Cx) -> Result<ValueId> {
+        self.nchw_only(cx)?;
+        self.qlinear_conv(cx)
+    }
+
+    /// `X, X_scale, [X_zp], Y_scale, [Y_zp]` → `op` on quantized types; Y has X's type.
+    pub(super) fn qlinear_unary(&mut self, cx: &Cx, op: Op) -> Result<ValueId> {
+        let (x, storage) = self.qlinear_operand(cx, 0)?;
+        let yq = self.qparams(cx, 3, 4, storage, None, &[])?;
+        self.emit_quantized(cx, op, vec![x], yq)
+    }
+
+    pub(super) fn qlinear_global_average_pool(&mut self, cx: &Cx) -> Result<ValueId> {
+        self.nchw_only(cx)?;
+        self.qlinear_unary(cx, Op::GlobalAveragePool)
+    }
+
+    pub(super) fn qlinear_average_pool(&mut self, cx: &Cx) -> Result<ValueId> {
+        self.nchw_only(cx)?;
+        let x = cx.input(0)?;
+        let pool = self.pool_attrs(cx, x)?;
+        let count_include_pad = cx.flag("count_include_pad", false)?;
+        self.qlinear_unary(
+            cx,
+            Op::AveragePool {
+                pool,
+                count_include_pad,
+            },
+        )
+    }
+
+    /// `A, A_scale, [A_zp], B, B_scale, [B_zp], C_scale, [C_zp]` → `op` (add, mul) on
+    /// quantized types; C has A's type.
+    pub(super) fn qlinear_binary(&mut self, cx: &Cx, op: Op) -> Result<ValueId> {
+        let (a, storage) = self.qlinear_operand(cx, 0)?;
+        let (b, _) = self.qlinear_operand(cx, 3)?;
+        let yq = self.qparams(cx, 6, 7, storage, None, &[])?;
+        self.emit_quantized(cx, op, vec![a, b], yq)
+    }
+
+    /// `Y_scale, Y_zp, (X_i, X_i_scale, X_i_zp)..` → `concat`. Inputs with equal params
+    /// make concat's result params implied (see `qc_ir::infer`); when Y's differ from
+    /// them, a `requantize` follows.
+    pub(super) fn qlinear_concat(&mut self, cx: &Cx) -> Result<ValueId> {
+        let n = cx.node.input.len();
+        if n < 5 || (n - 2) % 3 != 0 {
+            return Err(cx.err(format!(
+                "expects Y_scale, Y_zero_point and (tensor, scale, zero point) triples, got {n} inputs"
+            )));
+        }
+        let axis = cx
+            .int("axis")?
+            .ok_or_else(|| cx.err("attribute 'axis' is required"))?;
+        let mut xs = Vec::with_capacity((n - 2) / 3);
+        let mut storage = None;
+        for i in (2..n).step_by(3) {
+            let (x, s) = self.qlinear_operand(cx, i)?;
+            storage.get_or_insert(s);
+            xs.push(x);
+        }
+        let storage = storage.ok_or_else(|| cx.err("invariant: at least one operand"))?;
+        let rank = xs.first().map_or(0, |&x| self.ty(x).rank());
+        let axis = cx.axis("axis", axis, rank)?;
+        let yq = self.qparams(cx, 0, 1, storage, None, &[])?;
+        let op = Op::Concat { axis };
+        let implied = self
+            .infer(cx, &op, &xs)?
+            .into_iter()
+            .next()
+            .and_then(|t| t.quant);
+        match implied {
+            None => self.emit_quantized(cx, op, xs, yq),
+            Some(q) if q == yq => self.emit(cx, op, xs),
+            Some(_) => {
+                let joined = self.emit(cx, op, xs)?;
+                self.emit_quantized(cx, Op::Requantize, vec![joined], yq)
+            }
+        }
+    }
+
+    /// `A, a_scale, a_zp, B, b_scale, b_zp, [C], [y_scale, y_zp]` → a quantized gemm.
+    /// `b` may be per column (axis 1 of `B`, or 0 with `transB`); `C` is raw i32 with
+    /// implied scale `alpha * a_scale * b_scale`, which with `alpha = 1` is the IR's.
+    pub(super) fn qgemm(&mut self, cx: &Cx) -> Result<ValueId> {
+        let alpha = cx.float_or("alpha", 1.0)?;
+        if alpha != 1.0 {
+            return Err(cx.unsupported(format!("alpha = {alpha} (only 1)")));
+        }
+        if cx.opt(7).is_none() {
+            return Err(cx.unsupported("a float result (no y_scale)"));
+        }
+        let trans_a = cx.flag("transA", false)?;
+        let trans_b = cx.flag("transB", false)?;
+        let (a, b) = (cx.input(0)?, cx.input(3)?);
+        let (at, bt) = (self.ty(a).clone(), self.ty(b).clone());
+        let as_ = storage_of(cx, at.dtype, "input 0 (A)")?;
+        let bs = storage_of(cx, bt.dtype, "input 3 (B)")?;
+        let ys = match self.opt_const(cx, 8)? {
+            Some(z) => storage_of(cx, z.dtype(), "input 8 (y_zero_point)")?,
+            None => as_,
+        };
+        let aq = self.qparams(cx, 1, 2, as_, None, &at.shape.0)?;
+        let bq = self.qparams(cx, 4, 5, bs, Some(i64::from(!trans_b)), &bt.shape.0)?;
+        let yq = self.qparams(cx, 7, 8, ys, None, &[])?;
+        let av = self.as_quantized(cx, 0, a, &aq)?;
+        let bv = self.as_quantized(cx, 3, b, &bq)?;
+        let mut inputs = vec![av, bv];
+        inputs.extend(cx.opt(6));
+        let attrs = GemmAttrs {
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a,
+            trans_b,
+            act: Activation::None,
+        };
+        self.emit_quantized(cx, Op::Gemm(attrs), inputs, yq)
     }
 }
