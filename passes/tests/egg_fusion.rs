@@ -520,3 +520,104 @@ func @main(%x: f32[1,2,2,2]) -> f32[1,2,2,2] {
         1e-5,
     );
 }
+
+#[test]
+fn every_producer_takes_relu_and_clip() {
+    // (producer line, result type, rule prefix) for each producer with a fused
+    // activation; both activations, each alone through its rule and the interpreter.
+    let producers = [
+        ("conv %x4, #w4 {kernel=[1,1]}", "f32[1,2,2,2]", "conv"),
+        (
+            "conv_transpose %x4, #wt {kernel=[1,1]}",
+            "f32[1,2,2,2]",
+            "conv-transpose",
+        ),
+        ("gemm %x2, #b2", "f32[2,2]", "gemm"),
+        ("matmul %x2, #b2", "f32[2,2]", "matmul"),
+        ("add %x2, %y2", "f32[2,2]", "add"),
+    ];
+    let acts = [
+        ("relu", "", "act=relu", "relu"),
+        ("clip", "{min=-0.5, max=0.5}", "act=clip(-0.5, 0.5)", "clip"),
+    ];
+    for (prod, ty, prefix) in producers {
+        for (op, attrs, act, suffix) in acts {
+            let header = r#"
+#w4 = const f32[2,1,1,1] [1, -2]
+#wt = const f32[1,2,1,1] [0.5, -3]
+#b2 = const f32[2,2] [1, -1, 0.25, 2]
+"#;
+            let sig =
+                format!("func @main(%x4: f32[1,1,2,2], %x2: f32[2,2], %y2: f32[2,2]) -> {ty} {{");
+            let before = format!(
+                "{header}{sig}\n  %p = {prod} : {ty}\n  %r = {op} %p {attrs} : {ty}\n  return %r\n}}\n"
+            );
+            let fused = if prod.contains('{') {
+                prod.replace('}', &format!(", {act}}}"))
+            } else {
+                format!("{prod} {{{act}}}")
+            };
+            let after = format!("{header}{sig}\n  %r = {fused} : {ty}\n  return %r\n}}\n");
+            let rule = format!("fuse-{prefix}-{suffix}");
+            check(&before, &[rule.as_str()], &after, 0.0);
+        }
+    }
+}
+
+#[test]
+fn mirrored_channel_folds() {
+    // conv * c (conv on the left) and c + conv (constant on the left).
+    check(
+        r#"
+#w = const f32[2,1,1,1] [1, -2]
+#k = const f32[1,2,1,1] [3, 0.5]
+#t = const f32[2,1,1] [1, -1]
+func @main(%x: f32[1,1,2,2]) -> f32[1,2,2,2] {
+  %c = conv %x, #w {kernel=[1,1]} : f32[1,2,2,2]
+  %m = mul %c, #k : f32[1,2,2,2]
+  %a = add #t, %m : f32[1,2,2,2]
+  return %a
+}
+"#,
+        &["fold-conv-mul-channel", "fold-channel-add-conv"],
+        r#"
+#w = const f32[2,1,1,1] [3, -1]
+#b = const f32[2] [1, -1]
+func @main(%x: f32[1,1,2,2]) -> f32[1,2,2,2] {
+  %a = conv %x, #w, #b {kernel=[1,1]} : f32[1,2,2,2]
+  return %a
+}
+"#,
+        1e-6,
+    );
+    // c * batch_norm and batch_norm + c: s' = [2, 1] * [3, 0.5] = [6, 0.5];
+    // beta' = [1, 1] * [3, 0.5] + [1, -1] = [4, -0.5].
+    check(
+        r#"
+#s = const f32[2] [2, 1]
+#bi = const f32[2] [1, 1]
+#m = const f32[2] [0, 0]
+#v = const f32[2] [1, 1]
+#k = const f32[1,2,1,1] [3, 0.5]
+#t = const f32[2,1,1] [1, -1]
+func @main(%x: f32[1,2,2,2]) -> f32[1,2,2,2] {
+  %n = batch_norm %x, #s, #bi, #m, #v {epsilon=0.0} : f32[1,2,2,2]
+  %p = mul #k, %n : f32[1,2,2,2]
+  %a = add %p, #t : f32[1,2,2,2]
+  return %a
+}
+"#,
+        &["fold-channel-mul-batch-norm", "fold-batch-norm-add-channel"],
+        r#"
+#s = const f32[2] [6, 0.5]
+#bi = const f32[2] [4, -0.5]
+#m = const f32[2] [0, 0]
+#v = const f32[2] [1, 1]
+func @main(%x: f32[1,2,2,2]) -> f32[1,2,2,2] {
+  %a = batch_norm %x, #s, #bi, #m, #v {epsilon=0.0} : f32[1,2,2,2]
+  return %a
+}
+"#,
+        1e-6,
+    );
+}

@@ -185,7 +185,7 @@ func @main(%a: u8[1,2] q(0.5, 128), %b: u8[1,3] q(0.5, 128)) -> f32[1,5] {
 
 #[test]
 fn concat_with_unequal_params_requantizes_operands() {
-    check(
+    let out = check(
         r#"
 func @main(%a: u8[1,2] q(0.5, 128), %b: u8[1,2] q(0.25, 10)) -> u8[1,4] q(0.5, 128) {
   %da = dequantize %a : f32[1,2]
@@ -204,6 +204,18 @@ func @main(%a: u8[1,2] q(0.5, 128), %b: u8[1,2] q(0.25, 10)) -> u8[1,4] q(0.5, 1
 }
 "#,
         0.0,
+    );
+    let fired = &out.report.fired;
+    assert_eq!(fired.get("quantize-concat"), Some(&1), "{fired:?}");
+    assert_eq!(
+        fired.get("quantize-dequantize-identity"),
+        Some(&1),
+        "{fired:?}"
+    );
+    assert_eq!(
+        fired.get("quantize-dequantize-requantize"),
+        Some(&1),
+        "{fired:?}"
     );
 }
 

@@ -19,15 +19,6 @@ use crate::egg::analysis::f32_const;
 use crate::egg::fold;
 use crate::egg::lang::{enode, Qc};
 
-/// Producers with a fused activation: `(op name, operand variables)`.
-const PRODUCERS: [(&str, &str); 5] = [
-    ("conv", "?x ?w ?b"),
-    ("conv_transpose", "?x ?w ?b"),
-    ("gemm", "?x ?w ?b"),
-    ("matmul", "?x ?w"),
-    ("add", "?x ?w"),
-];
-
 /// `(rule name, activation op, producer op)` of the activation fusions.
 const ACT_RULES: [(&str, &str, &str); 10] = [
     ("fuse-conv-relu", "relu", "conv"),
@@ -56,9 +47,10 @@ pub fn rules() -> Vec<Rw> {
             "conv",
             fold_batch_norm,
         ),
-        // batch_norm(gemm(A, B, C), s, beta, mean, var)  (normalizing the N columns)
-        //   = gemm(A, B * k along N, (beta_g * C - mean) * k + beta) with beta_g = 1,
-        // k as above. Same conditions as for conv; alpha is unchanged.
+        // batch_norm(gemm(A, B, C; alpha, beta_g), s, beta, mean, var) over the N
+        // columns = gemm(A, B * k per column of op(B), (beta_g * C - mean) * k + beta;
+        // alpha, beta_g = 1), k as above (C broadcast to [N] when needed, absent C
+        // taken as 0). Same conditions as for conv.
         rw_arg(
             "fold-gemm-batch-norm",
             "(batch_norm ?na ?nt (gemm ?a ?t ?x ?w ?b) ?s ?bi ?m ?v)",
@@ -160,10 +152,7 @@ pub fn rules() -> Vec<Rw> {
     // An activation already fused composes when the result is one clamp
     // ([max(lo1, lo2), min(hi1, hi2)] non-empty), else the rule does not fire.
     for (name, act, prod) in ACT_RULES {
-        let operands = PRODUCERS
-            .iter()
-            .find(|(p, _)| *p == prod)
-            .map_or("?x ?w", |(_, o)| *o);
+        let operands = producer_vars(prod).join(" ");
         r.push(rw_arg(
             name,
             &format!("({act} ?ra ?rt ({prod} ?a ?t {operands}))"),
@@ -405,7 +394,9 @@ pub fn compose(inner: Activation, lo: f32, hi: f32) -> Option<Activation> {
     }
     let l = if lo > a { lo } else { a };
     let h = if hi < b { hi } else { b };
-    if l.partial_cmp(&h).is_none_or(|o| o == std::cmp::Ordering::Greater) {
+    if l.partial_cmp(&h)
+        .is_none_or(|o| o == std::cmp::Ordering::Greater)
+    {
         return None;
     }
     Some(if l == f32::NEG_INFINITY && h == f32::INFINITY {
