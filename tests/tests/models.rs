@@ -217,8 +217,6 @@ fn text_form_round_trips_every_fixture_model() {
                 Ok(()) => println!("{name}: text round-trip ok"),
                 Err(e) => failures.push(format!("{name}: {e}")),
             },
-            // QOperator models use com.microsoft ops qc does not import yet.
-            Err(e) if name == "cnn_qop" => println!("{name}: skipped ({e})"),
             Err(e) => failures.push(format!("{name}: {e}")),
         }
     }
