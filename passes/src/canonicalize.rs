@@ -29,6 +29,35 @@
 //!     are one finite value `c` (a scalar, typically): it becomes the i8 constant
 //!     `sign(c)` with scale `|c|`, whose dequantized value is exactly `c`.
 //!     `batch_norm` keeps its float parameters (they stay raw).
+//! - **A clamp or a per-channel scale before the quantize.** `dequantize → op →
+//!   [mul c] → [relu | clip] → quantize` is the same form with a tail, each step
+//!   the only user of the one before (and no graph output):
+//!   - *relu / clip* after an op with a fused activation (conv, conv_transpose, gemm,
+//!     matmul, add) becomes that activation (composed with one already there). On the
+//!     quantized result the activation clamps codes to the quantized images of its
+//!     bounds, and `quantize(clamp(r, lo, hi)) = clamp(quantize(r), quantize(lo),
+//!     quantize(hi))` because quantize is monotone: exact beyond what the op's own
+//!     rewrite is. Where that clamp changes no code (the result's zero point is its
+//!     storage minimum for a relu, or a relu6 wider than the quantized range:
+//!     `clamp_is_noop`) the activation is dropped: it is the identity.
+//!     *Why here, not by re-running this pass after `egg` (which would fuse the
+//!     float relu into the float conv first):* this is one more QDQ encoding of the
+//!     same quantized op, which is this pass's job; looking one node further costs
+//!     nothing, while a second `canonicalize-qdq` + `egg` round would double the
+//!     pipeline's most expensive pass for every model.
+//!   - *mul by a per-channel constant `c`* (one value per output channel, shape
+//!     `[1,M,1,1]`, `[M,1,1]` or a scalar) after a `conv` whose weights are a
+//!     dequantized constant with zero points 0: folded into the weights and bias
+//!     *on their real values*, before the rewrite: channel `m`'s weight scale becomes
+//!     `s_w[m] * |c[m]|` and its codes are negated where `c[m] < 0`; a dequantized
+//!     bias likewise (codes negated, scale `s_b[m] * |c[m]|`), a float bias becomes
+//!     `b[m] * c[m]`. **Exact condition:** every new scale and every new float bias
+//!     value is the exact product (an f32 with no rounding), no `c[m]` is 0, and every
+//!     negated code is still in its storage range. Then the new weights and bias are
+//!     exactly `c[m]` times the old ones as real numbers, and `conv(x, w', b')` is
+//!     `c * conv(x, w, b)` up to the float summation order; its integer form is the
+//!     canonical meaning of that conv as for every linear op (see above). Otherwise
+//!     the chain is left float, with a remark.
 //! - **Fake-quant weights** (QAT): `quantize` of a float constant is evaluated at
 //!   compile time into a quantized constant, so `dequantize(quantize(w))` is a
 //!   dequantized constant and the rule above applies.
@@ -50,17 +79,20 @@
 //! (`quantize → dequantize`) are the e-graph pass's business.
 //!
 //! **Invariants.** Every rewrite keeps the topological order (replacements are always
-//! defined before their new uses); the pass ends with `Graph::compact`, so the
-//! quantizes and dequantizes it made dead are gone.
+//! defined before their new uses; absorbed tail nodes and new constants are never
+//! read by a node before them); the pass ends with `Graph::compact`, so the
+//! quantizes, dequantizes and tail nodes it made dead are gone.
 
 use std::sync::Arc;
 
 use qc_ir::{
-    DType, Graph, Node, NodeId, Op, QType, QuantParams, Tensor, TensorData, TensorType, ValueDef,
-    ValueId,
+    Activation, DType, Graph, Node, NodeId, Op, QType, QuantParams, Tensor, TensorData, TensorType,
+    ValueDef, ValueId,
 };
 
-use crate::fold::{channel, const_def, quantize_tensor, real_values, Subst};
+use crate::egg::rules::fusion::{compose, with_activation};
+use crate::egg::rules::{clamp_bounds, clamp_is_noop};
+use crate::fold::{channel, const_def, from_i64, quantize_tensor, real_values, Subst};
 use crate::{Changed, Pass, PassCx, Result};
 
 /// The `canonicalize-qdq` pass.
@@ -107,6 +139,9 @@ impl Pass for CanonicalizeQdq {
         cx.stat("bias-reused", s.bias_reused);
         cx.stat("bias-rescaled", s.bias_rescaled);
         cx.stat("bias-quantized", s.bias_quantized);
+        cx.stat("clamp-fused", s.clamp_fused);
+        cx.stat("clamp-dropped", s.clamp_dropped);
+        cx.stat("channel-mul-folded", s.mul_folded);
         cx.stat("fake-quant-folded", s.fake_quant);
         cx.stat("q-dq-removed", s.qdq_identity);
         cx.stat("q-dq-requantize", s.qdq_requantize);
@@ -138,6 +173,9 @@ struct Stats {
     bias_reused: usize,
     bias_rescaled: usize,
     bias_quantized: usize,
+    clamp_fused: usize,
+    clamp_dropped: usize,
+    mul_folded: usize,
     fake_quant: usize,
     qdq_identity: usize,
     qdq_requantize: usize,
@@ -150,6 +188,26 @@ enum Bias {
     Reused,
     Rescaled,
     Quantized,
+}
+
+/// What a rewritten node absorbs between its result and its quantizes (see the
+/// module docs): each step is the only user of the one before.
+struct Tail {
+    /// A `mul` by a per-channel constant after a conv, and its factors (one per
+    /// output channel).
+    scale: Option<(NodeId, Vec<f64>)>,
+    /// A `relu` / `clip` after an op with a fused activation, and its bounds.
+    clamp: Option<(NodeId, f32, f32)>,
+    /// The float value the quantizes read (the node's own result without a tail).
+    value: ValueId,
+}
+
+/// What a successful rewrite replaced.
+struct Rewritten {
+    quantizes: Vec<(NodeId, ValueId)>,
+    bias: Bias,
+    /// The clamp became an `act` (`true`) or was the identity (`false`).
+    clamp: Option<bool>,
 }
 
 /// The state of the one walk over the nodes.
@@ -238,25 +296,113 @@ impl Walk {
         }
     }
 
+    /// The only user of `v`, when `v` has exactly one and is no graph output.
+    fn only_user(&self, v: ValueId) -> Option<NodeId> {
+        if self.graph_output.get(v.index()).copied().unwrap_or(true) {
+            return None;
+        }
+        match self.users.get(v.index())?.as_slice() {
+            [u] => Some(*u),
+            _ => None,
+        }
+    }
+
+    /// The tail after node `n`'s result `out` (see [`Tail`]).
+    fn tail(&self, g: &Graph, n: NodeId, out: ValueId) -> Tail {
+        let op = &g.node(n).op;
+        let mut t = Tail {
+            scale: None,
+            clamp: None,
+            value: out,
+        };
+        if matches!(op, Op::Conv(_)) {
+            if let Some((m, k, v)) = self.channel_mul(g, t.value) {
+                t.scale = Some((m, k));
+                t.value = v;
+            }
+        }
+        if op.activation().is_some() {
+            if let Some(r) = self.only_user(t.value) {
+                let rn = g.node(r);
+                if let (Some((lo, hi)), [x], [y]) =
+                    (clamp_bounds(&rn.op), &rn.inputs[..], &rn.outputs[..])
+                {
+                    if *x == t.value && g.ty(*y) == g.ty(t.value) {
+                        t.clamp = Some((r, lo, hi));
+                        t.value = *y;
+                    }
+                }
+            }
+        }
+        t
+    }
+
+    /// `(mul node, factors, its result)` when the only user of the conv result `v` is
+    /// a `mul` of `v` by a raw f32 constant with one value per channel (axis 1) that
+    /// keeps `v`'s type.
+    fn channel_mul(&self, g: &Graph, v: ValueId) -> Option<(NodeId, Vec<f64>, ValueId)> {
+        let m = self.only_user(v)?;
+        let node = g.node(m);
+        let (Op::Mul, [a, b], [y]) = (&node.op, &node.inputs[..], &node.outputs[..]) else {
+            return None;
+        };
+        let c = match (*a == v, *b == v) {
+            (true, false) => *b,
+            (false, true) => *a,
+            _ => return None,
+        };
+        let (_, t) = const_def(g, c)?;
+        let vt = g.ty(v);
+        if g.ty(c).is_quantized() || g.ty(*y) != vt {
+            return None;
+        }
+        let channels = *vt.shape.dims().get(1)?;
+        let k = crate::egg::fold::channel_vector(t, vt.rank(), channels)?;
+        Some((m, k, *y))
+    }
+
     /// Any other op: rewrite it when it sits between dequantize and quantize.
     fn op(&mut self, g: &mut Graph, n: NodeId) {
         let node = g.node(n);
         let Some(&out) = node.outputs.first() else {
             return;
         };
-        let users = self.users.get(out.index()).map_or(&[][..], Vec::as_slice);
-        let feeds_quantize = users.iter().any(|&u| matches!(g.node(u).op, Op::Quantize));
         let reads_dequantize = node.inputs.iter().any(|&v| dq_source(g, v).is_some());
-        if !(feeds_quantize && reads_dequantize) {
+        if !reads_dequantize {
             return;
         }
-        match self.rewrite(g, n) {
-            Ok((quantizes, bias)) => {
-                for (q, qo) in quantizes {
+        let tail = self.tail(g, n, out);
+        let users = self
+            .users
+            .get(tail.value.index())
+            .map_or(&[][..], Vec::as_slice);
+        if !users.iter().any(|&u| matches!(g.node(u).op, Op::Quantize)) {
+            return;
+        }
+        match self.rewrite(g, n, &tail) {
+            Ok(done) => {
+                for (q, qo) in done.quantizes {
                     self.kill(q, qo, out);
                 }
+                // The tail's nodes only fed the quantizes just replaced.
+                for t in tail
+                    .scale
+                    .iter()
+                    .map(|s| s.0)
+                    .chain(tail.clamp.map(|c| c.0))
+                {
+                    if let Some(d) = self.dead.get_mut(t.index()) {
+                        *d = true;
+                    }
+                }
                 self.stats.rewritten += 1;
-                match bias {
+                self.stats.mul_folded += usize::from(tail.scale.is_some());
+                match done.clamp {
+                    Some(true) => self.stats.clamp_fused += 1,
+                    Some(false) => self.stats.clamp_dropped += 1,
+                    None => {}
+                }
+                match done.bias {
                     Bias::None => {}
                     Bias::Reused => self.stats.bias_reused += 1,
                     Bias::Rescaled => self.stats.bias_rescaled += 1,
@@ -265,8 +411,21 @@ impl Walk {
             }
             Err(why) => {
                 let node = g.node(n);
+                let what = match (&tail.scale, &tail.clamp) {
+                    (None, None) => String::new(),
+                    (s, c) => format!(
+                        " (with the {}{}{} after it)",
+                        s.as_ref().map_or("", |_| "per-channel mul"),
+                        if s.is_some() && c.is_some() {
+                            " and the "
+                        } else {
+                            ""
+                        },
+                        c.map_or("", |(r, _, _)| g.node(r).op.name())
+                    ),
+                };
                 self.left.push(format!(
-                    "canonicalize-qdq: float {} '{}' ({n}) left between dequantize and quantize: {why}",
+                    "canonicalize-qdq: float {} '{}' ({n}){what} left between dequantize and quantize: {why}",
                     node.op.name(),
                     node.name
                 ));
@@ -274,13 +433,15 @@ impl Walk {
         }
     }
 
-    /// Rewrite `n` in place into the op on quantized types; on success, the quantize
-    /// nodes (and their results) it replaces.
+    /// Rewrite `n` (with its tail) in place into the op on quantized types; on
+    /// success, what it replaced. On failure the graph is as it was, apart from
+    /// unused constants (dropped by the final compaction).
     fn rewrite(
         &self,
         g: &mut Graph,
         n: NodeId,
-    ) -> std::result::Result<(Vec<(NodeId, ValueId)>, Bias), String> {
+        tail: &Tail,
+    ) -> std::result::Result<Rewritten, String> {
         let node = g.node(n).clone();
         let [out] = node.outputs[..] else {
             return Err("it has more than one result".into());
@@ -291,9 +452,21 @@ impl Walk {
         if self.graph_output.get(out.index()).copied().unwrap_or(false) {
             return Err("its float result is a graph output".into());
         }
+        if self
+            .graph_output
+            .get(tail.value.index())
+            .copied()
+            .unwrap_or(false)
+        {
+            return Err("the float result after it is a graph output".into());
+        }
         let mut quantizes = Vec::new();
         let mut q_ty: Option<TensorType> = None;
-        for &u in self.users.get(out.index()).map_or(&[][..], Vec::as_slice) {
+        for &u in self
+            .users
+            .get(tail.value.index())
+            .map_or(&[][..], Vec::as_slice)
+        {
             let un = g.node(u);
             let (Op::Quantize, [qo]) = (&un.op, &un.outputs[..]) else {
                 return Err(format!(
@@ -314,10 +487,35 @@ impl Walk {
         }
         let q_ty = q_ty.ok_or("it has no quantize user")?;
 
+        // The clamp of the tail as the op's activation; dropped where it clamps nothing.
+        let (op, clamp) = match tail.clamp {
+            None => (node.op.clone(), None),
+            Some((_, lo, hi)) => {
+                let inner = node.op.activation().ok_or("it has no fused activation")?;
+                let act = compose(inner, lo, hi)
+                    .ok_or("the clamp after it does not compose with its activation")?;
+                let p = q_ty
+                    .quant
+                    .as_ref()
+                    .ok_or("its quantize users are not quantized")?;
+                let (l, h) = crate::egg::rules::act_bounds(act);
+                let (act, fused) = if clamp_is_noop(l, h, p) {
+                    (Activation::None, false)
+                } else {
+                    (act, true)
+                };
+                let op =
+                    with_activation(node.op.clone(), act).ok_or("it has no fused activation")?;
+                (op, Some(fused))
+            }
+        };
+
+        let scale = tail.scale.as_ref().map(|(_, k)| k.as_slice());
         let (inputs, bias) = match &node.op {
             Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) | Op::MatMul { .. } => {
-                linear_operands(g, &node, &q_ty)?
+                linear_operands(g, &node, &q_ty, scale)?
             }
+            _ if scale.is_some() => return Err("only a conv folds a per-channel mul".into()),
             Op::BatchNorm { .. } => {
                 let mut ins = node.inputs.clone();
                 let x = ins.first_mut().ok_or("it has no operands")?;
@@ -344,12 +542,18 @@ impl Walk {
         // Applied tentatively: the verifier knows each op's rules for quantized types.
         let old_ty = std::mem::replace(&mut g.value_mut(out).ty, q_ty);
         g.node_mut(n).inputs = inputs;
+        g.node_mut(n).op = op;
         if let Err(e) = qc_ir::verify::verify_node(g, n) {
             g.value_mut(out).ty = old_ty;
             g.node_mut(n).inputs = node.inputs;
+            g.node_mut(n).op = node.op;
             return Err(format!("its quantized form is not valid: {e}"));
         }
-        Ok((quantizes, bias))
+        Ok(Rewritten {
+            quantizes,
+            bias,
+            clamp,
+        })
     }
 }
 
@@ -421,6 +625,7 @@ fn linear_operands(
     g: &mut Graph,
     node: &Node,
     q_ty: &TensorType,
+    scale: Option<&[f64]>,
 ) -> std::result::Result<(Vec<ValueId>, Bias), String> {
     let ins = &node.inputs;
     if ins.len() > 3 {
@@ -430,10 +635,13 @@ fn linear_operands(
         .first()
         .and_then(|&v| dq_source(g, v))
         .ok_or("operand 0 (x) is not dequantized")?;
-    let w = ins
+    let mut w = ins
         .get(1)
         .and_then(|&v| dq_source(g, v))
         .ok_or("operand 1 (w) is not dequantized")?;
+    if let Some(k) = scale {
+        w = scaled_weights(g, w, k)?;
+    }
     let (px, pw) = match (&g.ty(x).quant, &g.ty(w).quant) {
         (Some(px), Some(pw)) => (px.clone(), pw.clone()),
         _ => return Err("operands are not quantized".into()),
@@ -473,18 +681,29 @@ fn linear_operands(
     let mut out = vec![x, w];
     let mut kind = Bias::None;
     if let Some(&b) = ins.get(2) {
-        let (v, k) = bias(g, &node.op, b, sx, &pw, &w_dims, q_ty)?;
+        let (mut src, dequantized) = match dq_source(g, b) {
+            Some(s) => (s, true),
+            None => (b, false),
+        };
+        if let Some(k) = scale {
+            src = scaled_bias(g, src, k)?;
+        }
+        let (v, k) = bias(g, &node.op, src, dequantized, sx, &pw, &w_dims, q_ty)?;
         out.push(v);
         kind = k;
     }
     Ok((out, kind))
 }
 
-/// The raw i32 bias of a quantized linear op, with implied scale `s_x * s_w[c]`.
+/// The raw i32 bias of a quantized linear op, with implied scale `s_x * s_w[c]`, from
+/// the bias constant `src` (the quantized constant a dequantize read when
+/// `dequantized`, else a raw f32 constant).
+#[allow(clippy::too_many_arguments)]
 fn bias(
     g: &mut Graph,
     op: &Op,
-    b: ValueId,
+    src: ValueId,
+    dequantized: bool,
     sx: f32,
     pw: &QuantParams,
     w_dims: &[usize],
@@ -505,10 +724,6 @@ fn bias(
         }
     };
 
-    let (src, dequantized) = match dq_source(g, b) {
-        Some(s) => (s, true),
-        None => (b, false),
-    };
     let (cid, t) = const_def(g, src).ok_or("the bias is not a (dequantized) constant")?;
     let t = t.clone();
     let src_ty = g.ty(src).clone();
@@ -575,6 +790,112 @@ fn bias(
         Bias::Quantized
     };
     Ok((g.add_const(tq), kind))
+}
+
+/// `s * a` as an f32 when the product needs no rounding and is a normal positive
+/// number (`a` is the f64 of an f32, so the f64 product of the two is exact).
+fn exact_scale(s: f32, a: f64) -> Option<f32> {
+    let p = f64::from(s) * a;
+    let f = p as f32;
+    (f.is_normal() && f > 0.0 && f64::from(f) == p).then_some(f)
+}
+
+/// The codes of `t` (`m` channels along axis 0) negated where `k[c] < 0`, when every
+/// negated code stays in `storage`'s range.
+fn negated_codes(t: &Tensor, k: &[f64], storage: QType) -> std::result::Result<TensorData, String> {
+    let m = k.len();
+    let per = t
+        .len()
+        .checked_div(m)
+        .filter(|&p| p * m == t.len() && p > 0);
+    let per = per.ok_or("its shape does not follow the output channels")?;
+    let mut codes = t.to_i64_vec();
+    for (i, q) in codes.iter_mut().enumerate() {
+        if k.get(i / per).is_some_and(|&c| c < 0.0) {
+            *q = -*q;
+            if *q < storage.min() || *q > storage.max() {
+                return Err(format!(
+                    "a negated code ({q}) is outside the range of {}",
+                    storage.name()
+                ));
+            }
+        }
+    }
+    from_i64(t.dtype(), codes).ok_or_else(|| format!("codes stored as {}", t.dtype()))
+}
+
+/// The quantized weight constant `w` of a conv with output channel `m` multiplied by
+/// `k[m]` (see the module docs for the exact condition): scales `s_w[m] * |k[m]|`,
+/// codes negated where `k[m] < 0`.
+fn scaled_weights(g: &mut Graph, w: ValueId, k: &[f64]) -> std::result::Result<ValueId, String> {
+    let (_, t) = const_def(g, w).ok_or("the weights are not a constant")?;
+    let t = Arc::clone(t);
+    let p = g
+        .ty(w)
+        .quant
+        .clone()
+        .ok_or("the weights are not quantized")?;
+    if p.axis.is_some_and(|a| a != 0) || t.dims().first() != Some(&k.len()) {
+        return Err("the weights' channels are not the mul's".into());
+    }
+    if p.zero_points.iter().any(|&z| z != 0) {
+        return Err("the weights' zero points are not 0 (their codes cannot be negated)".into());
+    }
+    let scales = (0..k.len())
+        .map(|c| exact_scale(p.scale(c), k[c].abs()))
+        .collect::<Option<Vec<f32>>>()
+        .ok_or("a weight scale times the mul's factor is not exact in f32 (or the factor is 0)")?;
+    let data = negated_codes(&t, k, p.storage)?;
+    let q = Tensor::new(t.shape().clone(), data).map_err(|e| e.to_string())?;
+    let cid = g.add_const_tensor(Arc::new(q));
+    let params = QuantParams::per_axis(p.storage, 0, scales, vec![0; k.len()]);
+    Ok(g.add_const_value(cid, Some(params)))
+}
+
+/// The bias constant `src` (shape `[M]`) of a conv multiplied by `k[m]` per output
+/// channel: a quantized one with zero points 0 gets codes negated where `k[m] < 0`
+/// and scales `s_b[m] * |k[m]|`; a raw f32 one the values `b[m] * k[m]`. Each only
+/// when exact (see the module docs).
+fn scaled_bias(g: &mut Graph, src: ValueId, k: &[f64]) -> std::result::Result<ValueId, String> {
+    let (_, t) = const_def(g, src).ok_or("the bias is not a (dequantized) constant")?;
+    let t = Arc::clone(t);
+    if t.dims() != [k.len()] {
+        return Err(format!(
+            "a bias of shape {:?} does not follow the output channels",
+            t.dims()
+        ));
+    }
+    match g.ty(src).quant.clone() {
+        Some(p) => {
+            if p.axis.is_some_and(|a| a != 0) || p.zero_points.iter().any(|&z| z != 0) {
+                return Err("the bias params are not per channel with zero points 0".into());
+            }
+            let scales = (0..k.len())
+                .map(|c| exact_scale(p.scale(c), k[c].abs()))
+                .collect::<Option<Vec<f32>>>()
+                .ok_or("a bias scale times the mul's factor is not exact in f32")?;
+            let data = negated_codes(&t, k, p.storage)?;
+            let q = Tensor::new(t.shape().clone(), data).map_err(|e| e.to_string())?;
+            let cid = g.add_const_tensor(Arc::new(q));
+            let params = QuantParams::per_axis(p.storage, 0, scales, vec![0; k.len()]);
+            Ok(g.add_const_value(cid, Some(params)))
+        }
+        None => {
+            let b = t.as_f32().ok_or("the bias is not f32")?;
+            let v = b
+                .iter()
+                .zip(k)
+                .map(|(&b, &c)| {
+                    let p = f64::from(b) * c;
+                    let f = p as f32;
+                    (f.is_finite() && f64::from(f) == p).then_some(f)
+                })
+                .collect::<Option<Vec<f32>>>()
+                .ok_or("a bias value times the mul's factor is not exact in f32")?;
+            let t = Tensor::from_f32(vec![k.len()], v).map_err(|e| e.to_string())?;
+            Ok(g.add_const(t))
+        }
+    }
 }
 
 /// `conv_integer` / `matmul_integer` nodes fed by `dynamic_quantize`.

@@ -259,7 +259,7 @@ fn ints(d: &TensorData) -> Option<Vec<i64>> {
 }
 
 /// Integers (already in range of `dtype`) into storage.
-fn from_i64(dtype: DType, q: Vec<i64>) -> Option<TensorData> {
+pub(crate) fn from_i64(dtype: DType, q: Vec<i64>) -> Option<TensorData> {
     Some(match dtype {
         DType::I8 => TensorData::I8(q.into_iter().map(|x| x as i8).collect()),
         DType::U8 => TensorData::U8(q.into_iter().map(|x| x as u8).collect()),

@@ -15,8 +15,9 @@
 
 pub mod canonicalize;
 pub mod dce;
-pub mod fold;
 pub mod egg;
+pub mod fold;
+pub mod memplan;
 pub mod pipeline;
 
 pub use pipeline::{PassReport, Pipeline};

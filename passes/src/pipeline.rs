@@ -22,6 +22,13 @@ fn registry() -> Vec<Box<dyn Pass>> {
 }
 
 /// The `default` pipeline, in order. `dce` compacts, so no `compact` follows it.
+///
+/// `canonicalize-qdq` runs once, before `egg`: it absorbs a relu/clip (and a
+/// per-channel mul) between a dequantized op and its quantize itself (see its module
+/// docs), so `egg` never sees a float conv that a later canonicalization would still
+/// have to quantize. That is one node of look-ahead in a linear pass, where running
+/// `canonicalize-qdq, egg` a second time would double the cost of the most
+/// expensive pass on every model.
 pub const DEFAULT: &[&str] = &["canonicalize-qdq", "fold-constants", "egg", "dce"];
 
 /// What one pass did: for `--print-after-all` and tests.

@@ -728,6 +728,258 @@ func @main(%x: f32[4]) -> ("a": u8[4] q(0.05, 0), "b": u8[4] q(0.1, 0)) {
     assert_same(&before, &after);
 }
 
+// ---------------------------------------------------------------- tails: clamp, per-channel mul
+
+#[test]
+fn relu_between_conv_and_quantize_becomes_the_act_or_disappears() {
+    // c1: the output zero point 128 is above the storage minimum, so the relu clamps
+    // (act=relu). c2: zero point 0, the relu clamps no code and is dropped. Power-of-two
+    // scales and a requantization multiplier of 1: bit-identical.
+    let input = r#"
+#0 = const i8[2,2,1,1] [3, -2, 1, 4]
+func @main(%x: f32[1,2,3,3]) -> ("y": f32[1,2,3,3], "z": f32[1,2,3,3]) {
+  %xq = quantize %x : u8[1,2,3,3] q(0.5, 128)
+  %xd = dequantize %xq : f32[1,2,3,3]
+  %w = const #0 : i8[2,2,1,1] q(0.25, 0)
+  %wd = dequantize %w : f32[2,2,1,1]
+  %y = conv %xd, %wd {kernel=[1,1]} : f32[1,2,3,3] loc("c1")
+  %r = relu %y : f32[1,2,3,3]
+  %rq = quantize %r : u8[1,2,3,3] q(0.125, 128)
+  %rd = dequantize %rq : f32[1,2,3,3]
+  %z = conv %xd, %wd {kernel=[1,1]} : f32[1,2,3,3] loc("c2")
+  %s = relu %z : f32[1,2,3,3]
+  %sq = quantize %s : u8[1,2,3,3] q(0.125, 0)
+  %sd = dequantize %sq : f32[1,2,3,3]
+  return %rd, %sd
+}
+"#;
+    let expected = r#"
+#0 = const i8[2,2,1,1] [3, -2, 1, 4]
+func @main(%x: f32[1,2,3,3]) -> ("y": f32[1,2,3,3], "z": f32[1,2,3,3]) {
+  %xq = quantize %x : u8[1,2,3,3] q(0.5, 128)
+  %w = const #0 : i8[2,2,1,1] q(0.25, 0)
+  %y = conv %xq, %w {kernel=[1,1], act=relu} : u8[1,2,3,3] q(0.125, 128) loc("c1")
+  %rd = dequantize %y : f32[1,2,3,3]
+  %z = conv %xq, %w {kernel=[1,1]} : u8[1,2,3,3] q(0.125, 0) loc("c2")
+  %sd = dequantize %z : f32[1,2,3,3]
+  return %rd, %sd
+}
+"#;
+    let (before, after, cx) = canon(input);
+    assert_text(&after, expected);
+    assert_eq!(stat(&cx, "clamp-fused"), "1");
+    assert_eq!(stat(&cx, "clamp-dropped"), "1");
+    assert!(cx.remarks.is_empty(), "{:?}", cx.remarks);
+    assert_same(&before, &after);
+}
+
+#[test]
+fn relu6_between_conv_and_quantize_clamps_only_where_it_bites() {
+    // u8 q(0.125, 0) reaches 31.875 > 6: act=clip(0, 6). u8 q(0.015625, 0) tops out
+    // at 3.98 < 6: the clip clamps no code and is dropped.
+    let input = r#"
+#0 = const i8[2,2,1,1] [3, -2, 1, 4]
+func @main(%x: f32[1,2,3,3]) -> ("y": f32[1,2,3,3], "z": f32[1,2,3,3]) {
+  %xq = quantize %x : u8[1,2,3,3] q(0.5, 128)
+  %xd = dequantize %xq : f32[1,2,3,3]
+  %w = const #0 : i8[2,2,1,1] q(0.25, 0)
+  %wd = dequantize %w : f32[2,2,1,1]
+  %y = conv %xd, %wd {kernel=[1,1]} : f32[1,2,3,3] loc("c1")
+  %r = clip %y {min=0.0, max=6.0} : f32[1,2,3,3]
+  %rq = quantize %r : u8[1,2,3,3] q(0.125, 0)
+  %rd = dequantize %rq : f32[1,2,3,3]
+  %z = conv %xd, %wd {kernel=[1,1]} : f32[1,2,3,3] loc("c2")
+  %s = clip %z {min=0.0, max=6.0} : f32[1,2,3,3]
+  %sq = quantize %s : u8[1,2,3,3] q(0.015625, 0)
+  %sd = dequantize %sq : f32[1,2,3,3]
+  return %rd, %sd
+}
+"#;
+    let expected = r#"
+#0 = const i8[2,2,1,1] [3, -2, 1, 4]
+func @main(%x: f32[1,2,3,3]) -> ("y": f32[1,2,3,3], "z": f32[1,2,3,3]) {
+  %xq = quantize %x : u8[1,2,3,3] q(0.5, 128)
+  %w = const #0 : i8[2,2,1,1] q(0.25, 0)
+  %y = conv %xq, %w {kernel=[1,1], act=clip(0.0, 6.0)} : u8[1,2,3,3] q(0.125, 0) loc("c1")
+  %rd = dequantize %y : f32[1,2,3,3]
+  %z = conv %xq, %w {kernel=[1,1]} : u8[1,2,3,3] q(0.015625, 0) loc("c2")
+  %sd = dequantize %z : f32[1,2,3,3]
+  return %rd, %sd
+}
+"#;
+    let (before, after, _) = canon(input);
+    assert_text(&after, expected);
+    assert_same(&before, &after);
+}
+
+#[test]
+fn relu_between_add_and_quantize_becomes_the_act() {
+    let input = r#"
+func @main(%a: f32[4], %b: f32[4]) -> ("y": f32[4]) {
+  %aq = quantize %a : u8[4] q(0.05, 128)
+  %ad = dequantize %aq : f32[4]
+  %bq = quantize %b : u8[4] q(0.025, 128)
+  %bd = dequantize %bq : f32[4]
+  %s = add %ad, %bd : f32[4]
+  %r = relu %s : f32[4]
+  %rq = quantize %r : u8[4] q(0.1, 128)
+  %rd = dequantize %rq : f32[4]
+  return %rd
+}
+"#;
+    let expected = r#"
+func @main(%a: f32[4], %b: f32[4]) -> ("y": f32[4]) {
+  %aq = quantize %a : u8[4] q(0.05, 128)
+  %bq = quantize %b : u8[4] q(0.025, 128)
+  %s = add %aq, %bq {act=relu} : u8[4] q(0.1, 128)
+  %rd = dequantize %s : f32[4]
+  return %rd
+}
+"#;
+    let (before, after, _) = canon(input);
+    assert_text(&after, expected);
+    assert_same(&before, &after);
+}
+
+#[test]
+fn relu_with_another_user_is_not_absorbed() {
+    // The relu's float result also feeds a sigmoid: the conv cannot take it over.
+    let input = r#"
+#0 = const i8[2,2,1,1] [3, -2, 1, 4]
+func @main(%x: f32[1,2,3,3]) -> ("y": f32[1,2,3,3], "s": f32[1,2,3,3]) {
+  %xq = quantize %x : u8[1,2,3,3] q(0.5, 128)
+  %xd = dequantize %xq : f32[1,2,3,3]
+  %w = const #0 : i8[2,2,1,1] q(0.25, 0)
+  %wd = dequantize %w : f32[2,2,1,1]
+  %y = conv %xd, %wd {kernel=[1,1]} : f32[1,2,3,3]
+  %r = relu %y : f32[1,2,3,3]
+  %rq = quantize %r : u8[1,2,3,3] q(0.125, 128)
+  %rd = dequantize %rq : f32[1,2,3,3]
+  %s = sigmoid %r : f32[1,2,3,3]
+  return %rd, %s
+}
+"#;
+    let (before, after, cx) = canon(input);
+    assert_text(&after, input);
+    assert!(
+        cx.remarks
+            .iter()
+            .any(|r| r.contains("also used by sigmoid")),
+        "{:?}",
+        cx.remarks
+    );
+    assert_same(&before, &after);
+}
+
+#[test]
+fn relu_whose_result_is_a_graph_output_is_not_absorbed() {
+    let input = r#"
+#0 = const i8[2,2,1,1] [3, -2, 1, 4]
+func @main(%x: f32[1,2,3,3]) -> ("y": f32[1,2,3,3], "r": f32[1,2,3,3]) {
+  %xq = quantize %x : u8[1,2,3,3] q(0.5, 128)
+  %xd = dequantize %xq : f32[1,2,3,3]
+  %w = const #0 : i8[2,2,1,1] q(0.25, 0)
+  %wd = dequantize %w : f32[2,2,1,1]
+  %y = conv %xd, %wd {kernel=[1,1]} : f32[1,2,3,3]
+  %r = relu %y : f32[1,2,3,3]
+  %rq = quantize %r : u8[1,2,3,3] q(0.125, 128)
+  %rd = dequantize %rq : f32[1,2,3,3]
+  return %rd, %r
+}
+"#;
+    let (before, after, cx) = canon(input);
+    assert_text(&after, input);
+    assert!(
+        cx.remarks.iter().any(|r| r.contains("graph output")),
+        "{:?}",
+        cx.remarks
+    );
+    assert_same(&before, &after);
+}
+
+const SCALED_CONV: &str = r#"
+#0 = const i8[2,2,1,1] WEIGHTS
+#1 = const i32[2] [5, -7]
+#2 = const f32[1,2,1,1] FACTORS
+func @main(%x: f32[1,2,3,3]) -> ("y": f32[1,2,3,3]) {
+  %xq = quantize %x : u8[1,2,3,3] q(0.5, 128)
+  %xd = dequantize %xq : f32[1,2,3,3]
+  %w = const #0 : i8[2,2,1,1] q(axis=0, [W_SCALE, 0.125], [0, 0])
+  %wd = dequantize %w : f32[2,2,1,1]
+  %b = const #1 : i32[2] q(axis=0, [0.125, 0.0625], [0, 0])
+  %bd = dequantize %b : f32[2]
+  %y = conv %xd, %wd, %bd {kernel=[1,1]} : f32[1,2,3,3] loc("conv")
+  %m = mul #2, %y : f32[1,2,3,3] loc("scale")
+  %mq = quantize %m : u8[1,2,3,3] q(0.25, 100)
+  %md = dequantize %mq : f32[1,2,3,3]
+  return %md
+}
+"#;
+
+fn scaled_conv(weights: &str, w_scale: &str, factors: &str) -> String {
+    SCALED_CONV
+        .replace("WEIGHTS", weights)
+        .replace("W_SCALE", w_scale)
+        .replace("FACTORS", factors)
+}
+
+#[test]
+fn per_channel_mul_folds_into_weight_and_bias_scales() {
+    // Channel 0 times 2: scales 0.5 (w) and 0.25 (b). Channel 1 times -0.5: codes
+    // negated, scales 0.0625 and 0.03125. The bias scales are again s_x * s_w'
+    // (0.5 * 0.5, 0.5 * 0.0625), so the negated i32 codes are reused as they are.
+    let input = scaled_conv("[3, -2, 1, 4]", "0.25", "[2.0, -0.5]");
+    let expected = r#"
+#0 = const i8[2,2,1,1] [3, -2, -1, -4]
+#1 = const i32[2] [5, 7]
+func @main(%x: f32[1,2,3,3]) -> ("y": f32[1,2,3,3]) {
+  %xq = quantize %x : u8[1,2,3,3] q(0.5, 128)
+  %w = const #0 : i8[2,2,1,1] q(axis=0, [0.5, 0.0625], [0, 0])
+  %b = const #1 : i32[2]
+  %y = conv %xq, %w, %b {kernel=[1,1]} : u8[1,2,3,3] q(0.25, 100) loc("conv")
+  %md = dequantize %y : f32[1,2,3,3]
+  return %md
+}
+"#;
+    let (before, after, cx) = canon(&input);
+    assert_text(&after, expected);
+    assert_eq!(stat(&cx, "channel-mul-folded"), "1");
+    assert_eq!(stat(&cx, "bias-reused"), "1");
+    // Every product and sum is exact and the multipliers are 1 and 1/8: bit-identical.
+    assert_same(&before, &after);
+}
+
+#[test]
+fn per_channel_mul_that_would_round_stays_float() {
+    // 0.3 * 0.1 (as f32s) is not an f32 without rounding.
+    assert_ne!(
+        f64::from(0.3f32) * f64::from(0.1f32),
+        f64::from(0.3f32 * 0.1f32)
+    );
+    let input = scaled_conv("[3, -2, 1, 4]", "0.3", "[0.1, 1.0]");
+    let (before, after, cx) = canon(&input);
+    assert_text(&after, &input);
+    assert!(
+        cx.remarks
+            .iter()
+            .any(|r| r.contains("conv 'conv'") && r.contains("not exact")),
+        "{:?}",
+        cx.remarks
+    );
+    assert_same(&before, &after);
+    // -128 cannot be negated in i8.
+    let input = scaled_conv("[3, -2, -128, 4]", "0.25", "[1.0, -1.0]");
+    let (_, after, cx) = canon(&input);
+    assert_text(&after, &input);
+    assert!(
+        cx.remarks
+            .iter()
+            .any(|r| r.contains("outside the range of i8")),
+        "{:?}",
+        cx.remarks
+    );
+}
+
 // ---------------------------------------------------------------- q/dq pairs
 
 #[test]

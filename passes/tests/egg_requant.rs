@@ -5,7 +5,7 @@
 
 mod egg_support;
 
-use egg_support::{check, op_counts, parse, run, same_outputs, unchanged};
+use egg_support::{check, op_counts, parse, run, same_outputs, seeded_inputs, unchanged};
 
 #[test]
 fn lossless_requantize_chain_collapses() {
@@ -180,19 +180,20 @@ func @main(%x: u8[1,1,4,4] q(0.5, 0)) -> u8[1,1,2,2] q(0.5, 0) {
 "#,
         0.0,
     );
-    // After a conv it becomes the conv's activation (kept visible), not deleted.
+    // After a conv it is deleted too: no relu node and no act (a relu at the storage
+    // minimum clamps no code, so `act=relu` would be noise).
     let zp0 = |t: String| t.replace("q(0.01, 128) loc", "q(0.01, 0) loc");
-    check(
+    let out = check(
         &zp0(qconv(
             "u8[1,2,3,3] q(0.01, 0)",
             "%r = relu %c : u8[1,2,3,3] q(0.01, 0)\n  return %r",
         )),
         &[],
-        &zp0(qconv("u8[1,2,3,3] q(0.01, 0)", "return %r"))
-            .replace("{kernel=[1,1]}", "{kernel=[1,1], act=relu}")
-            .replace("%c = conv", "%r = conv"),
+        &zp0(qconv("u8[1,2,3,3] q(0.01, 0)", "return %r")).replace("%c = conv", "%r = conv"),
         0.0,
     );
+    assert!(out.report.fired.contains_key("relu-quantized-identity"));
+    assert!(!out.report.fired.contains_key("fuse-conv-relu"));
     // After a requantize (no activation to fuse into): deleted.
     check(
         &qconv(
@@ -229,8 +230,22 @@ func @main(%x: u8[1,1,4,4] q(0.01, 0)) -> u8[1,1,2,2] q(0.01, 0) {
 "#,
         0.0,
     );
-    // After a conv: fused; its epilogue clamps to [quantize(0), quantize(6)] =
-    // [128, 255] (saturated), the same codes as the clip.
+    // After a conv with the same range: deleted, no act.
+    check(
+        &qconv(
+            "u8[1,2,3,3] q(0.01, 0)",
+            "%r = clip %c {min=0.0, max=6.0} : u8[1,2,3,3] q(0.01, 0)\n  return %r",
+        )
+        .replace("q(0.01, 128) loc", "q(0.01, 0) loc"),
+        &[],
+        &qconv("u8[1,2,3,3] q(0.01, 0)", "return %r")
+            .replace("q(0.01, 128) loc", "q(0.01, 0) loc")
+            .replace("%c = conv", "%r = conv"),
+        0.0,
+    );
+    // After a conv whose zero point is 128: the lower bound bites, so it is fused;
+    // the epilogue clamps to [quantize(0), quantize(6)] = [128, 255] (saturated),
+    // the same codes as the clip.
     check(
         &qconv(
             "u8[1,2,3,3] q(0.01, 128)",
@@ -253,4 +268,95 @@ func @main(%x: u8[1,1,4,4] q(0.05, 0)) -> u8[1,1,2,2] q(0.05, 0) {
 "#,
         &[],
     );
+}
+
+#[test]
+fn requantize_chain_through_a_finer_grid_collapses() {
+    // u8 q(0.5, 0) -> u16 q(0.25, 0) is q' = 2q: no rounding, no saturation, so the
+    // second requantize sees the same reals as from x itself.
+    let out = check(
+        r#"
+func @main(%x: u8[256] q(0.5, 0)) -> u8[256] q(1.0, 3) {
+  %a = requantize %x : u16[256] q(0.25, 0)
+  %b = requantize %a : u8[256] q(1.0, 3) loc("rq2")
+  return %b
+}
+"#,
+        &["requantize-requantize"],
+        r#"
+func @main(%x: u8[256] q(0.5, 0)) -> u8[256] q(1.0, 3) {
+  %b = requantize %x : u8[256] q(1.0, 3) loc("rq2")
+  return %b
+}
+"#,
+        0.0,
+    );
+    assert_eq!(out.report.fired.get("requantize-requantize"), Some(&1));
+    // The same grid in u8 saturates above q = 127 (2q > 255): the chain clips the
+    // top half to 127.5 before the second step, so it stays.
+    unchanged(
+        r#"
+func @main(%x: u8[256] q(0.5, 0)) -> u8[256] q(1.0, 3) {
+  %a = requantize %x : u8[256] q(0.25, 0)
+  %b = requantize %a : u8[256] q(1.0, 3)
+  return %b
+}
+"#,
+        &["requantize-requantize"],
+    );
+}
+
+const WIDE_CONV: &str = r#"
+#w = const i8[2,2,1,1] [127, 127, -127, -127]
+func @main(%x: u8[1,2,3,3] q(0.5, 0)) -> OUT {
+  %wq = const #w : i8[2,2,1,1] q(axis=0, [0.5, 0.5], [0, 0])
+  %c = conv %x, %wq {kernel=[1,1]} : FROM loc("conv")
+  %r = requantize %c : TO
+  return %r
+}
+"#;
+
+fn wide_conv(from: &str, to: &str) -> String {
+    WIDE_CONV
+        .replace("OUT", to)
+        .replace("FROM", from)
+        .replace("TO", to)
+}
+
+#[test]
+fn narrowing_requantize_folds_into_the_conv() {
+    // i16 zp 0 -> u8 zp 0 at one scale: only saturation differs, and saturating to
+    // i16 first changes nothing u8 keeps. (Results reach far beyond both ranges:
+    // 127 * 255 * 2 steps of the input.)
+    let (i16t, u8t) = ("i16[1,2,3,3] q(0.25, 0)", "u8[1,2,3,3] q(0.25, 0)");
+    let g = parse(&wide_conv(i16t, u8t));
+    let out = run(&g, &["fold-requantize"]);
+    assert_eq!(op_counts(&out.graph).get("requantize"), None);
+    let conv = out
+        .graph
+        .nodes
+        .iter()
+        .find(|n| n.op.name() == "conv")
+        .unwrap();
+    assert_eq!(out.graph.ty(conv.outputs[0]).dtype, qc_ir::DType::U8);
+    same_outputs(&g, &out.graph, 0.0);
+}
+
+#[test]
+fn widening_requantize_stays() {
+    // u8 -> i16 at one scale and zero point: the u8 conv saturates at 255 (and 0),
+    // an i16 conv would not. The rule must not fire ...
+    let (u8t, i16t) = ("u8[1,2,3,3] q(0.25, 0)", "i16[1,2,3,3] q(0.25, 0)");
+    unchanged(&wide_conv(u8t, i16t), &["fold-requantize"]);
+    // ... because folding would change results: the conv computed directly in i16.
+    let chain = parse(&wide_conv(u8t, i16t));
+    let direct = parse(&wide_conv(i16t, i16t).replace(
+        "%r = requantize %c : i16[1,2,3,3] q(0.25, 0)\n  return %r",
+        "return %c",
+    ));
+    let xs = seeded_inputs(&chain, 7);
+    let opts = qc_interp::Options::default();
+    let a = qc_interp::run(&chain, &xs, &opts).unwrap();
+    let b = qc_interp::run(&direct, &xs, &opts).unwrap();
+    assert_ne!(a, b, "the u8 conv saturates where the i16 one does not");
 }

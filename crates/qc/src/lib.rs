@@ -1,8 +1,10 @@
 //! qc — a compiler for quantized neural networks.
 //!
 //! This facade crate ties the pipeline together for the `qc` binary and for programs
-//! that embed qc: load an ONNX model into the IR ([`load_onnx`]), run it on the
-//! reference interpreter ([`run_interp`]), read and write `.npy` tensors ([`npy`]).
+//! that embed qc: [`Model`] loads an ONNX model, [`Model::compile`] optimizes it and
+//! compiles it to host machine code ([`CompiledModel`], `Send + Sync`); lower-level
+//! helpers load into the IR ([`load_onnx`]), run the reference interpreter
+//! ([`run_interp`]) and read and write `.npy` tensors ([`npy`]).
 //!
 //! **API boundary:** this is the only crate that touches files; the crates below it
 //! take bytes and return values.
@@ -11,6 +13,7 @@ use std::path::{Component, Path, PathBuf};
 
 pub use qc_interp as interp;
 pub use qc_ir as ir;
+pub use qc_jit as jit;
 pub use qc_onnx as onnx;
 pub use qc_passes as passes;
 pub use qc_qmath as qmath;
@@ -18,7 +21,10 @@ pub use qc_qmath as qmath;
 use qc_ir::{Graph, Tensor};
 use qc_onnx::{ExternalData, ImportOptions};
 
+pub mod model;
 pub mod npy;
+
+pub use model::{CompiledModel, DataMut, DataRef, Model, Options, TensorMut, TensorRef};
 
 /// Errors of the facade: each names the file it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +50,23 @@ pub enum Error {
     Pass {
         path: PathBuf,
         source: qc_passes::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Jit {
+        path: PathBuf,
+        source: qc_jit::Error,
+    },
+    #[error("{what}: expected {expected}, got {got}")]
+    Mismatch {
+        what: String,
+        expected: String,
+        got: String,
+    },
+    #[error("the model has {expected} {what}, {got} given")]
+    Count {
+        what: &'static str,
+        expected: usize,
+        got: usize,
     },
     #[error("{0}")]
     Usage(String),

@@ -34,6 +34,40 @@ enum Cmd {
         #[arg(long)]
         print_after_all: bool,
     },
+    /// Compile a model and report compile time and code size.
+    Compile {
+        /// The ONNX model.
+        model: PathBuf,
+        #[command(flatten)]
+        import: ImportArgs,
+        #[command(flatten)]
+        opt: OptArgs,
+        /// What to compile for.
+        #[arg(long, value_enum, default_value_t = CompileTarget::Jit)]
+        target: CompileTarget,
+        #[command(flatten)]
+        codegen: CodegenArgs,
+    },
+    /// Time the JIT-compiled model: median latency, MAC/s, fraction of the 128-bit int8 MAC peak.
+    Bench {
+        /// The ONNX model.
+        model: PathBuf,
+        /// NAME=FILE.npy inputs (default: seeded random inputs).
+        #[arg(long = "input", value_name = "[NAME=]FILE")]
+        inputs: Vec<String>,
+        #[command(flatten)]
+        import: ImportArgs,
+        #[command(flatten)]
+        opt: OptArgs,
+        #[command(flatten)]
+        codegen: CodegenArgs,
+        /// Timed runs.
+        #[arg(long, default_value_t = 50)]
+        iters: usize,
+        /// Untimed runs first.
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+    },
     /// Run a model on .npy inputs and write each output as DIR/<name>.npy.
     Run {
         /// The ONNX model.
@@ -46,11 +80,10 @@ enum Cmd {
         #[command(flatten)]
         opt: OptArgs,
         /// Where to execute the model.
-        #[arg(long, value_enum, default_value_t = Target::Interp)]
+        #[arg(long, value_enum, default_value_t = Target::Jit)]
         target: Target,
-        /// Rounding contract of requantization: float, fixed or fixed-single.
-        #[arg(long, default_value = "float")]
-        requant: qc::qmath::Contract,
+        #[command(flatten)]
+        codegen: CodegenArgs,
         /// Directory the outputs are written to (created if missing).
         #[arg(long, value_name = "DIR")]
         output_dir: PathBuf,
@@ -99,8 +132,47 @@ impl OptArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Target {
+    /// Machine code for this CPU through the Cranelift JIT.
+    Jit,
     /// The reference interpreter.
     Interp,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CompileTarget {
+    /// Machine code for this CPU, in process.
+    Jit,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kernels {
+    /// The best available for this CPU.
+    Auto,
+    /// Force the pure-Cranelift path.
+    Cranelift,
+}
+
+#[derive(Args)]
+struct CodegenArgs {
+    /// Rounding contract of requantization: float, fixed or fixed-single.
+    #[arg(long, default_value = "float")]
+    requant: qc::qmath::Contract,
+    /// Kernels of the JIT's innermost GEMM/conv tiles.
+    #[arg(long, value_enum, default_value_t = Kernels::Auto)]
+    kernels: Kernels,
+}
+
+impl CodegenArgs {
+    fn jit(&self) -> qc::jit::JitOptions {
+        let kernels = match self.kernels {
+            Kernels::Auto => qc::jit::KernelSet::Auto,
+            Kernels::Cranelift => qc::jit::KernelSet::Cranelift,
+        };
+        qc::jit::JitOptions {
+            contract: self.requant,
+            kernels,
+        }
+    }
 }
 
 impl ImportArgs {
@@ -162,23 +234,158 @@ fn real_main() -> Result<()> {
             import,
             opt,
             target,
-            requant,
+            codegen,
             output_dir,
         } => {
             let mut g = qc::load_onnx(&model, &import.options()?)?;
             qc::optimize(&model, &mut g, opt.pipeline(), opt.options(), |_, _| {})?;
             let tensors = bind_inputs(&g, &inputs)?;
             let outputs = match target {
-                Target::Interp => qc::run_interp(
-                    &model,
-                    &g,
-                    &tensors,
-                    &qc::interp::Options { contract: requant },
-                )?,
+                Target::Interp => {
+                    let opts = qc::interp::Options {
+                        contract: codegen.requant,
+                    };
+                    qc::run_interp(&model, &g, &tensors, &opts)?
+                }
+                Target::Jit => {
+                    let jit = compile_jit(&model, &g, &codegen)?;
+                    jit.run(&tensors).map_err(|e| jit_err(&model, e))?
+                }
             };
             write_outputs(&g, &outputs, &output_dir)
         }
+        Cmd::Compile {
+            model,
+            import,
+            opt,
+            target: CompileTarget::Jit,
+            codegen,
+        } => {
+            let mut g = qc::load_onnx(&model, &import.options()?)?;
+            qc::optimize(&model, &mut g, opt.pipeline(), opt.options(), |_, _| {})?;
+            let jit = compile_jit(&model, &g, &codegen)?;
+            let s = jit.stats();
+            emit(&format!(
+                "compile_ms: {:.3}\ncode_bytes: {}\nkernels: {}\nconst_bytes: {}\narena_bytes: {}\narena_lower_bound: {}\n",
+                s.compile_time.as_secs_f64() * 1e3,
+                s.code_bytes,
+                s.kernels,
+                s.const_bytes,
+                s.arena_bytes,
+                s.arena_lower_bound
+            ))
+        }
+        Cmd::Bench {
+            model,
+            inputs,
+            import,
+            opt,
+            codegen,
+            iters,
+            warmup,
+        } => {
+            let mut g = qc::load_onnx(&model, &import.options()?)?;
+            qc::optimize(&model, &mut g, opt.pipeline(), opt.options(), |_, _| {})?;
+            let tensors = if inputs.is_empty() {
+                random_inputs(&g)?
+            } else {
+                bind_inputs(&g, &inputs)?
+            };
+            let jit = compile_jit(&model, &g, &codegen)?;
+            bench(&model, &g, &jit, &tensors, iters.max(1), warmup)
+        }
     }
+}
+
+fn jit_err(model: &Path, e: qc::jit::Error) -> anyhow::Error {
+    qc::Error::Jit {
+        path: model.to_path_buf(),
+        source: e,
+    }
+    .into()
+}
+
+fn compile_jit(model: &Path, g: &Graph, codegen: &CodegenArgs) -> Result<qc::jit::CompiledModel> {
+    qc::jit::compile(g, &codegen.jit()).map_err(|e| jit_err(model, e))
+}
+
+/// Seeded inputs: quantized inputs get every code, float inputs values in [-1, 1).
+fn random_inputs(g: &Graph) -> Result<Vec<Tensor>> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    g.inputs
+        .iter()
+        .map(|p| {
+            let ty = g.ty(p.value);
+            let n = ty.numel()?;
+            let data = match ty.dtype {
+                qc::ir::DType::F32 => qc::ir::TensorData::F32(
+                    (0..n)
+                        .map(|_| (next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
+                        .collect(),
+                ),
+                qc::ir::DType::U8 => qc::ir::TensorData::U8((0..n).map(|_| next() as u8).collect()),
+                qc::ir::DType::I8 => qc::ir::TensorData::I8((0..n).map(|_| next() as i8).collect()),
+                other => bail!(
+                    "input '{}': give an --input file for element type {other}",
+                    p.name
+                ),
+            };
+            Ok(Tensor::new(ty.shape.clone(), data)?)
+        })
+        .collect()
+}
+
+/// The nominal 128-bit int8 MAC peak of one core: two 8-lane `pmaddwd` per cycle
+/// (16 MACs/cycle) at the clock /proc/cpuinfo reports. `None` where it cannot be read.
+fn nominal_int8_peak() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("cpu MHz"))?;
+    let mhz: f64 = line.split(':').nth(1)?.trim().parse().ok()?;
+    Some(16.0 * mhz * 1e6)
+}
+
+fn bench(
+    model: &Path,
+    g: &Graph,
+    jit: &qc::jit::CompiledModel,
+    inputs: &[Tensor],
+    iters: usize,
+    warmup: usize,
+) -> Result<()> {
+    use std::fmt::Write as _;
+    for _ in 0..warmup {
+        jit.run(inputs).map_err(|e| jit_err(model, e))?;
+    }
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t0 = std::time::Instant::now();
+        jit.run(inputs).map_err(|e| jit_err(model, e))?;
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let macs = qc::ir::stats::summarize(g).macs as f64;
+    let mut out = format!(
+        "median_ms: {:.4}\nmin_ms: {:.4}\niters: {iters}\nmacs: {macs}\ngmac_per_s: {:.3}\n",
+        median * 1e3,
+        times[0] * 1e3,
+        macs / median / 1e9
+    );
+    if let Some(peak) = nominal_int8_peak() {
+        let frac = macs / median / peak;
+        let _ = write!(
+            out,
+            "int8_peak_gmac_per_s: {:.1}\npeak_fraction: {frac:.4}\n",
+            peak / 1e9
+        );
+    }
+    emit(&out)
 }
 
 fn inspect(model: &Path, opts: &ImportOptions, opt: &OptArgs, print_after_all: bool) -> Result<()> {

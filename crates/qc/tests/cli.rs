@@ -87,7 +87,10 @@ fn inspect_float_conv_bn_relu_model() {
     let o = qc(&["inspect", &model]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(!out.contains("batch_norm") && !out.contains("= relu "), "{out}");
+    assert!(
+        !out.contains("batch_norm") && !out.contains("= relu "),
+        "{out}"
+    );
     assert!(out.contains("act=relu"), "{out}");
     // MACs of the fixture model are fixed by its architecture; make sure they are counted.
     let macs: u64 = out
@@ -339,11 +342,14 @@ fn pass_pipeline_flags() {
         "{err}"
     );
 
-    // qc run --no-opt runs the unoptimized graph.
+    // qc run --no-opt runs the unoptimized graph (on the interpreter: the JIT wants
+    // the constant weights the pipeline produces).
     let dir = tmpdir("noopt");
     let o = qc(&[
         "run",
         &model,
+        "--target",
+        "interp",
         "--no-opt",
         "--input",
         &fx("models/cnn_qdq.input.npy"),
@@ -351,4 +357,85 @@ fn pass_pipeline_flags() {
         dir.to_str().expect("utf-8"),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn jit_target_compile_and_bench() {
+    // qc run with the default target (jit) equals the interpreter bit for bit on the
+    // quantized fixtures and stays within float tolerance on the float one.
+    for (model, exact) in [
+        ("models/cnn_qdq.onnx", true),
+        ("models/mobilenetv2_qdq.onnx", true),
+        ("models/cnn_float.onnx", false),
+    ] {
+        let input = fx(&model.replace(".onnx", ".input.npy"));
+        let mut outs = Vec::new();
+        for target in ["jit", "interp"] {
+            let dir = tmpdir(&format!("{}-{target}", model.replace('/', "_")));
+            let o = qc(&[
+                "run",
+                &fx(model),
+                "--input",
+                &input,
+                "--target",
+                target,
+                "--output-dir",
+                dir.to_str().expect("utf-8"),
+            ]);
+            assert!(o.status.success(), "{model} {target}: {}", stderr(&o));
+            let file = std::fs::read_dir(&dir)
+                .expect("out")
+                .flatten()
+                .next()
+                .expect("one output")
+                .path();
+            outs.push(qc::npy::read_npy(&file).expect("npy"));
+        }
+        if exact {
+            assert_eq!(outs[0], outs[1], "{model}: jit and interp differ");
+        } else {
+            assert_close(
+                &outs[0].to_f64_vec(),
+                &outs[1].to_f64_vec(),
+                1e-5,
+                1e-6,
+                model,
+            );
+        }
+    }
+
+    let o = qc(&[
+        "compile",
+        &fx("models/mobilenetv2_qdq.onnx"),
+        "--target",
+        "jit",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for key in [
+        "compile_ms:",
+        "code_bytes:",
+        "arena_bytes:",
+        "arena_lower_bound:",
+    ] {
+        assert!(out.contains(key), "{key} missing: {out}");
+    }
+
+    let o = qc(&[
+        "bench",
+        &fx("models/cnn_qdq.onnx"),
+        "--iters",
+        "3",
+        "--warmup",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let median: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("median_ms: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("median_ms line");
+    assert!(median > 0.0, "{out}");
+    assert!(out.contains("gmac_per_s:"), "{out}");
 }

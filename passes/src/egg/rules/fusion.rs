@@ -12,8 +12,8 @@ use egg::Id;
 use qc_ir::{Activation, DType, GemmAttrs, Op, TensorType};
 
 use super::{
-    add_op, attr, attr_leaf, class_of, is_absent, leaf_ty, roundtrip_exact, rw, rw_arg, single_use,
-    ty, Match, Rw,
+    act_bounds, add_op, attr, attr_leaf, clamp_bounds, clamp_is_noop, class_of, is_absent, leaf_ty,
+    roundtrip_exact, rw, rw_arg, single_use, ty, Match, Rw,
 };
 use crate::egg::analysis::f32_const;
 use crate::egg::fold;
@@ -151,6 +151,9 @@ pub fn rules() -> Vec<Rw> {
     // quantize(dequantize(q)) = q on P (`roundtrip_exact`, checked).
     // An activation already fused composes when the result is one clamp
     // ([max(lo1, lo2), min(hi1, hi2)] non-empty), else the rule does not fire.
+    // Not fired on a quantized result where the clamp changes no code
+    // (`clamp_is_noop`): there the relu/clip is the identity (`requant` rules), and
+    // an `act` that does nothing would only be noise for the backends.
     for (name, act, prod) in ACT_RULES {
         let operands = producer_vars(prod).join(" ");
         r.push(rw_arg(
@@ -341,12 +344,12 @@ fn fuse_activation(m: &mut Match) -> Option<Id> {
         return None;
     }
     let pty = leaf_ty(m.eg, t)?;
+    let (lo, hi) = clamp_bounds(&attr(m.eg, ra)?.op)?;
     if let Some(q) = &pty.quant {
-        if !roundtrip_exact(q) {
+        if !roundtrip_exact(q) || clamp_is_noop(lo, hi, q) {
             return None;
         }
     }
-    let (lo, hi) = bounds_of_op(&attr(m.eg, ra)?.op)?;
     let pa = attr(m.eg, a)?;
     let act = compose(pa.op.activation()?, lo, hi)?;
     let op = with_activation(pa.op, act)?;
@@ -359,28 +362,6 @@ fn fuse_activation(m: &mut Match) -> Option<Id> {
     Some(m.eg.add(n))
 }
 
-/// The clamp bounds of a `relu` or `clip` op as the interpreter applies them (f32,
-/// absent bounds infinite).
-fn bounds_of_op(op: &Op) -> Option<(f32, f32)> {
-    match op {
-        Op::Relu => Some((0.0, f32::INFINITY)),
-        Op::Clip { min, max } => Some((
-            min.map_or(f32::NEG_INFINITY, |v| v as f32),
-            max.map_or(f32::INFINITY, |v| v as f32),
-        )),
-        _ => None,
-    }
-}
-
-/// The clamp bounds of a fused activation.
-fn bounds_of_act(a: Activation) -> (f32, f32) {
-    match a {
-        Activation::None => (f32::NEG_INFINITY, f32::INFINITY),
-        Activation::Relu => (0.0, f32::INFINITY),
-        Activation::Clip { min, max } => (min, max),
-    }
-}
-
 /// The activation equal to clamping with `inner`, then to `[lo, hi]`: one clamp to
 /// the intersection, when both intervals are ordered and the intersection is not
 /// empty (otherwise the composition is a constant, not an activation). Bounds are
@@ -388,7 +369,7 @@ fn bounds_of_act(a: Activation) -> (f32, f32) {
 /// `relu` (the interpreter's relu and clip(0, inf) are the same function; `-0.0`
 /// stays a clip, since clip returns its bound).
 pub fn compose(inner: Activation, lo: f32, hi: f32) -> Option<Activation> {
-    let (a, b) = bounds_of_act(inner);
+    let (a, b) = act_bounds(inner);
     if !(a <= b && lo <= hi) {
         return None;
     }
@@ -409,7 +390,7 @@ pub fn compose(inner: Activation, lo: f32, hi: f32) -> Option<Activation> {
 }
 
 /// `op` with its fused activation replaced.
-fn with_activation(op: Op, act: Activation) -> Option<Op> {
+pub(crate) fn with_activation(op: Op, act: Activation) -> Option<Op> {
     Some(match op {
         Op::Conv(a) => Op::Conv(qc_ir::ConvAttrs { act, ..a }),
         Op::ConvTranspose(a) => Op::ConvTranspose(qc_ir::ConvTransposeAttrs { act, ..a }),

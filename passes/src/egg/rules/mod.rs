@@ -18,7 +18,7 @@ pub mod qdq;
 pub mod requant;
 
 use egg::{Applier, Id, Pattern, PatternAst, Rewrite, SearchMatches, Searcher, Subst, Symbol, Var};
-use qc_ir::{Graph, Op, QuantParams, TensorType};
+use qc_ir::{Activation, Graph, Op, QuantParams, TensorType};
 
 use super::analysis::{attr_of, type_of, Attr, EGraph, QcAnalysis};
 use super::lang::{enode, op_enode, Qc};
@@ -309,37 +309,98 @@ fn channels<'a>(
     })
 }
 
-/// Re-encoding codes of `from` in `to` loses nothing: the scales are equal (bitwise)
-/// and shifting by `to.zp - from.zp` keeps all of `from`'s range inside `to`'s. Then
-/// `requantize` to `to` is `q + shift` exactly (given [`roundtrip_exact`] of `from`)
-/// and dequantizing the result gives back the same f32 values.
-pub(crate) fn lossless(from: &QuantParams, to: &QuantParams) -> bool {
-    roundtrip_exact(from)
-        && to.storage.bits() <= 16
-        && channels(from, to).is_some_and(|mut it| {
-            it.all(|((sf, zf), (st, zt))| {
-                let d = i64::from(zt) - i64::from(zf);
-                sf.to_bits() == st.to_bits()
-                    && from.storage.min() + d >= to.storage.min()
-                    && from.storage.max() + d <= to.storage.max()
+/// At most this many codes (over all channels) are re-encoded by
+/// [`reencodes_exactly`]; beyond it nothing is claimed.
+const MAX_CHECKED_CODES: i64 = 1 << 20;
+
+/// Re-encoding every code of `from` in `to` keeps its real value bit for bit:
+/// `dequantize_to(requantize_to(q)) == dequantize_from(q)` for every code `q` of every
+/// channel of `from` (same layout: per tensor, or per axis on the same axis with as
+/// many channels). Then whatever reads the re-encoded value through a dequantize (a
+/// requantize, any op on quantized types) sees the same reals as from `q` itself.
+///
+/// Checked exhaustively (storage of at most 16 bits, at most [`MAX_CHECKED_CODES`]
+/// codes in all), so no float error analysis is needed. It holds when `to`'s grid
+/// contains `from`'s: `s_from = k * s_to` exactly for an integer `k >= 1`, the zero
+/// points map (`q' = z_to + k (q - z_from)`) and no code saturates — e.g. u8 q(0.5, 0)
+/// → u16 q(0.25, 0) is `q' = 2q`, u8 zp 128 → i8 zp 0 at one scale is `q' = q - 128`.
+pub(crate) fn reencodes_exactly(from: &QuantParams, to: &QuantParams) -> bool {
+    let codes = from.storage.max() - from.storage.min() + 1;
+    if from.storage.bits() > 16 || codes.saturating_mul(from.len() as i64) > MAX_CHECKED_CODES {
+        return false;
+    }
+    channels(from, to).is_some()
+        && (0..from.len()).all(|c| {
+            (from.storage.min()..=from.storage.max()).all(|q| {
+                let r = from.dequantize(q, c);
+                to.dequantize(to.quantize(r, c), c).to_bits() == r.to_bits()
             })
         })
 }
 
-/// `to` is `from` with only the storage moved: equal scales, and the zero-point shift
-/// equals the shift between the two storage ranges at both ends (u8 zp 128 ↔ i8 zp 0,
-/// u16 ↔ i16). Then every value that saturates in one saturates in the other, so
-/// computing a result directly in `to` gives exactly `requantize(result in from)`.
-pub(crate) fn storage_shift(from: &QuantParams, to: &QuantParams) -> bool {
+/// `to` has `from`'s scales (bitwise) and, relative to its zero point, a storage range
+/// inside `from`'s in every channel: `[min_to - z_to, max_to - z_to] ⊆
+/// [min_from - z_from, max_from - z_from]` (i16 zp 0 → u8 zp 0 narrows, u8 zp 128 ↔
+/// i8 zp 0 only moves the storage; u8 → i16 widens and is not this).
+///
+/// Why computing a result directly in `to` then equals `requantize_to(result in
+/// from)`: every quantized producer ends in `sat(k + z)` with the same rounded
+/// `k = round(real / s)` whatever the zero point (qmath adds the zero point after
+/// rounding), possibly clamped to the quantized images of a fused activation's
+/// bounds, which relative to the zero point are `clamp_R(round(bound / s))`. The
+/// requantize (with [`roundtrip_exact`] of `from`) maps a code `q` to
+/// `sat_to(q - z_from + z_to)`. Relative to the zero points every step is a clamp
+/// of `k` to an interval, and clamping to `R_from` and then to `R_to ⊆ R_from` is
+/// clamping to `R_to`: `sat_to(sat_from(v)) = sat_to(v)`. When `to` is wider, values
+/// saturated in `from` would not saturate in `to`, so this does not hold.
+pub(crate) fn narrowing(from: &QuantParams, to: &QuantParams) -> bool {
     roundtrip_exact(from)
         && channels(from, to).is_some_and(|mut it| {
             it.all(|((sf, zf), (st, zt))| {
-                let d = i64::from(zt) - i64::from(zf);
+                let (zf, zt) = (i64::from(zf), i64::from(zt));
                 sf.to_bits() == st.to_bits()
-                    && to.storage.min() - from.storage.min() == d
-                    && to.storage.max() - from.storage.max() == d
+                    && to.storage.min() - zt >= from.storage.min() - zf
+                    && to.storage.max() - zt <= from.storage.max() - zf
             })
         })
+}
+
+/// Clamping codes of params `p` to the quantized images of `[lo, hi]` changes no code:
+/// in every channel `quantize(lo)` is the storage minimum and `quantize(hi)` the
+/// maximum (quantize saturates, so a bound beyond the range maps to its end). Since
+/// quantize is monotone, `quantize(clamp(r, lo, hi)) = clamp(quantize(r), quantize(lo),
+/// quantize(hi))` for `lo <= hi`; so then a relu/clip on `p` is the identity (given
+/// [`roundtrip_exact`]) and a fused activation with these bounds clamps nothing.
+/// (A relu whose zero point is the storage minimum, a relu6 on a u8 range inside
+/// [0, 6].)
+pub(crate) fn clamp_is_noop(lo: f32, hi: f32, p: &QuantParams) -> bool {
+    lo <= hi
+        && !p.is_empty()
+        && (0..p.len())
+            .all(|c| p.quantize(lo, c) <= p.storage.min() && p.quantize(hi, c) >= p.storage.max())
+}
+
+/// The clamp bounds of a fused activation as the kernels apply them (absent bounds
+/// infinite).
+pub(crate) fn act_bounds(a: Activation) -> (f32, f32) {
+    match a {
+        Activation::None => (f32::NEG_INFINITY, f32::INFINITY),
+        Activation::Relu => (0.0, f32::INFINITY),
+        Activation::Clip { min, max } => (min, max),
+    }
+}
+
+/// The clamp bounds of a `relu` or `clip` op as the interpreter applies them (f32,
+/// absent bounds infinite); `None` for any other op.
+pub(crate) fn clamp_bounds(op: &Op) -> Option<(f32, f32)> {
+    match op {
+        Op::Relu => Some((0.0, f32::INFINITY)),
+        Op::Clip { min, max } => Some((
+            min.map_or(f32::NEG_INFINITY, |v| v as f32),
+            max.map_or(f32::INFINITY, |v| v as f32),
+        )),
+        _ => None,
+    }
 }
 
 /// `dequantize(quantize(v))` is `v` (bitwise) in every channel of `p`.
@@ -398,25 +459,95 @@ mod tests {
     }
 
     #[test]
-    fn lossless_and_storage_shift() {
+    fn reencoding_exactness() {
         let u8z = QuantParams::per_tensor(QType::U8, 0.5, 128);
         let i8z = QuantParams::per_tensor(QType::I8, 0.5, 0);
         let i16z = QuantParams::per_tensor(QType::I16, 0.5, 0);
-        assert!(lossless(&u8z, &i8z));
-        assert!(storage_shift(&u8z, &i8z));
-        assert!(lossless(&u8z, &i16z));
-        assert!(!storage_shift(&u8z, &i16z));
-        // A zero point that pushes the range out of the target's is lossy.
-        assert!(!lossless(&u8z, &QuantParams::per_tensor(QType::I8, 0.5, 1)));
-        assert!(!lossless(
+        assert!(reencodes_exactly(&u8z, &i8z));
+        assert!(reencodes_exactly(&u8z, &i16z));
+        // A finer grid by an integer factor, without saturation.
+        let u8h = QuantParams::per_tensor(QType::U8, 0.5, 0);
+        let u16q = QuantParams::per_tensor(QType::U16, 0.25, 0);
+        assert!(reencodes_exactly(&u8h, &u16q));
+        // k = 4 with zero points mapping 10 -> 7: q' = 7 + 4 (q - 10), inside i16.
+        let k4 = QuantParams::per_tensor(QType::U8, 0.5, 10);
+        assert!(reencodes_exactly(
+            &k4,
+            &QuantParams::per_tensor(QType::I16, 0.125, 7)
+        ));
+        // The same into u8 saturates (4 * 245 + 7 > 255).
+        assert!(!reencodes_exactly(
+            &k4,
+            &QuantParams::per_tensor(QType::U8, 0.125, 7)
+        ));
+        // Saturation or a coarser grid loses codes.
+        assert!(!reencodes_exactly(
+            &u8z,
+            &QuantParams::per_tensor(QType::I8, 0.5, 1)
+        ));
+        assert!(!reencodes_exactly(
+            &u8h,
+            &QuantParams::per_tensor(QType::U8, 0.25, 0)
+        ));
+        assert!(!reencodes_exactly(
             &u8z,
             &QuantParams::per_tensor(QType::I8, 0.25, 0)
         ));
-        // Every code survives the shift.
+        assert!(!reencodes_exactly(
+            &u8h,
+            &QuantParams::per_tensor(QType::U8, 1.0, 0)
+        ));
+        // Every code survives u8 q(0.5, 0) -> u16 q(0.25, 0) as 2q.
         for q in 0..=255i64 {
-            let v = u8z.dequantize(q, 0);
-            assert_eq!(i8z.quantize(v, 0), q - 128);
-            assert_eq!(i8z.dequantize(q - 128, 0).to_bits(), v.to_bits());
+            let v = u8h.dequantize(q, 0);
+            assert_eq!(u16q.quantize(v, 0), 2 * q);
+            assert_eq!(u16q.dequantize(2 * q, 0).to_bits(), v.to_bits());
         }
+    }
+
+    #[test]
+    fn narrowing_ranges() {
+        let q = |t, z| QuantParams::per_tensor(t, 0.0625, z);
+        assert!(narrowing(&q(QType::I16, 0), &q(QType::U8, 0)));
+        assert!(narrowing(&q(QType::U8, 128), &q(QType::I8, 0)));
+        assert!(narrowing(&q(QType::I8, 0), &q(QType::U8, 128)));
+        assert!(narrowing(&q(QType::I16, -100), &q(QType::I8, -5)));
+        // Wider, or shifted outside: no.
+        assert!(!narrowing(&q(QType::U8, 0), &q(QType::I16, 0)));
+        assert!(!narrowing(&q(QType::U8, 128), &q(QType::U8, 0)));
+        assert!(!narrowing(&q(QType::U8, 0), &q(QType::I8, 0)));
+        // Another scale: no.
+        assert!(!narrowing(
+            &q(QType::I16, 0),
+            &QuantParams::per_tensor(QType::U8, 0.125, 0)
+        ));
+        // The claim, by brute force: sat_to(sat_from(k + z_from) - z_from + z_to) is
+        // sat_to(k + z_to) for every k, when the ranges nest.
+        let cases = [
+            (q(QType::I16, 0), q(QType::U8, 0)),
+            (q(QType::I16, -100), q(QType::I8, -5)),
+            (q(QType::U8, 128), q(QType::I8, 0)),
+        ];
+        for (a, b) in cases {
+            let (za, zb) = (i64::from(a.zero_points[0]), i64::from(b.zero_points[0]));
+            for k in -70_000i64..70_000 {
+                let via_a = b.storage.saturate(a.storage.saturate(k + za) - za + zb);
+                assert_eq!(via_a, b.storage.saturate(k + zb), "{a:?} -> {b:?} at {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn noop_clamps() {
+        let u8z0 = QuantParams::per_tensor(QType::U8, 0.01, 0);
+        let u8z128 = QuantParams::per_tensor(QType::U8, 0.01, 128);
+        // relu at the storage minimum; relu6 above the range top 2.55.
+        assert!(clamp_is_noop(0.0, f32::INFINITY, &u8z0));
+        assert!(clamp_is_noop(0.0, 6.0, &u8z0));
+        assert!(!clamp_is_noop(0.0, 2.0, &u8z0));
+        assert!(!clamp_is_noop(0.0, f32::INFINITY, &u8z128));
+        // A lower bound that rounds to the minimum still changes no code.
+        assert!(clamp_is_noop(0.004, 6.0, &u8z0));
+        assert!(!clamp_is_noop(0.006, 6.0, &u8z0));
     }
 }

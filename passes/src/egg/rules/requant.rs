@@ -4,33 +4,42 @@
 //! **Folding a requantize into its producer — what qc does and why.** A producer
 //! with quantized result params P followed by `requantize` to P' rounds twice (once
 //! to P, once to P'); the same producer with result type P' rounds once. The two
-//! differ by one step for some values whenever P' is not just P re-encoded, so the
-//! fold would break the pipeline's promise of bit-identical quantized results. That
-//! holds for every producer alike: for ops whose quantized semantics is "compute in
-//! f32, quantize" the double rounding is visible, and for the integer-accumulating
-//! ops (conv, gemm, matmul, conv_transpose) too. qc therefore folds only where the
-//! results are provably identical: P' has P's scales and only moves the storage
-//! (`storage_shift`: u8 with zero point z ↔ i8 with z - 128, u16 ↔ i16), where both
-//! roundings and both saturations coincide code for code. Any other requantize stays
-//! an explicit op (a cheap elementwise pass in the backends).
+//! differ by one step for some values whenever P' has another scale, so that fold
+//! would break the pipeline's promise of bit-identical quantized results — for ops
+//! whose quantized semantics is "compute in f32, quantize" and for the
+//! integer-accumulating ops (conv, gemm, matmul, conv_transpose) alike. qc therefore
+//! folds only where the results are provably identical: P' has P's scales and a
+//! storage range that, relative to its zero point, lies inside P's (`narrowing`:
+//! i16 → u8 at one scale and zero point, u8 zp z ↔ i8 zp z - 128). Then the
+//! producer rounds to the same integer either way and only saturation differs, and
+//! saturating to P's range first changes nothing that P' would keep. Any other
+//! requantize stays an explicit op (a cheap elementwise pass in the backends).
+//!
+//! **Relu and clip on quantized values.** Where the clamp changes no code
+//! (`clamp_is_noop`: a relu whose zero point is the storage minimum, a relu6 whose
+//! bounds lie outside the quantized range) the op is the identity and disappears —
+//! no node, and no `act` on the producer either (the fusion rules do not fire on
+//! such clamps). Where it does clamp, the fusion rules make it the producer's `act`.
 
 use egg::Id;
 use qc_ir::{Op, TensorType};
 
 use super::{
-    add_op, attr, leaf_ty, lossless, node_is_valid, nodes_where, present_operands,
-    result_params_are_a_choice, roundtrip_exact, rw, single_use, storage_shift, ty, type_leaf,
-    Match, Rw,
+    add_op, attr, clamp_bounds, clamp_is_noop, leaf_ty, narrowing, node_is_valid, nodes_where,
+    present_operands, reencodes_exactly, result_params_are_a_choice, roundtrip_exact, rw,
+    single_use, ty, type_leaf, Match, Rw,
 };
-use crate::egg::analysis::EGraph;
 use crate::egg::lang::{enode, Qc};
 
 pub fn rules() -> Vec<Rw> {
     vec![
         // requantize_P2(requantize_P1(x)) = requantize_P2(x) when requantize_P1 loses
-        // nothing (`lossless`: P1 has x's scales and a zero-point shift that keeps x's
-        // whole range inside P1's): then dequantize_P1(requantize_P1(x)) is
-        // dequantize(x) bit for bit, and the outer requantize sees the same reals.
+        // nothing: dequantize_P1(requantize_P1(q)) = dequantize(q) bit for bit for
+        // every code q of x (`reencodes_exactly`, checked on every code; it holds when
+        // x's scale is an integer multiple k of P1's, the zero points map as
+        // q' = z1 + k (q - z) and no code saturates, e.g. u8 q(0.5, 0) -> u16
+        // q(0.25, 0)). The outer requantize is dequantize-then-quantize, so it sees
+        // the same reals either way: exact.
         rw(
             "requantize-requantize",
             "(requantize ?a2 ?t2 (requantize ?a1 ?t1 ?x))",
@@ -44,21 +53,22 @@ pub fn rules() -> Vec<Rw> {
         ),
         // requantize_P'(p(..) : P) = p(..) : P' for a producer whose result params are
         // a free choice (any op but data movement, max-pool, relu, clip), with no other
-        // user, when P' = P with the storage shifted (`storage_shift`, see the module
-        // docs): every rounding and saturation, and the fused activation's clamp
-        // bounds, move by the same zero-point shift. Exact.
+        // user, when P' has P's scales and a storage range relative to its zero point
+        // inside P's (`narrowing`, see the module docs): the producer rounds to the
+        // same integer, and sat_P'(sat_P(v)) = sat_P'(v) when P' ⊆ P, fused
+        // activation clamps included. Exact; not when P' is wider.
         rw("fold-requantize", "(requantize ?a ?t ?p)", fold_requantize),
         // relu(x) = x for quantized x whose zero point is its storage minimum in every
         // channel: relu is dequantize, max(0, .), quantize, and no code is below the
-        // zero point (exact under `roundtrip_exact`). Not fired when x's producer can
-        // take the relu as its fused activation instead (keeps `act=relu` visible).
-        rw("relu-quantized-identity", "(relu ?a ?t ?x)", relu_identity),
+        // zero point (`clamp_is_noop`; exact under `roundtrip_exact`). The relu
+        // disappears, also after a conv (whose `act` stays as it was).
+        rw("relu-quantized-identity", "(relu ?a ?t ?x)", noop_clamp),
         // clip(x, lo, hi) = x for quantized x when quantize(lo) is the storage minimum
         // and quantize(hi) the maximum in every channel (the clamp is wider than the
         // type: a relu6 on a u8 tensor of range [0, 2.55]); clip on quantized values
-        // clamps codes to those images (exact under `roundtrip_exact`). Same
-        // preference for fusion as above.
-        rw("clip-quantized-identity", "(clip ?a ?t ?x)", clip_identity),
+        // clamps codes to those images (`clamp_is_noop`; exact under
+        // `roundtrip_exact`). Disappears like the relu above.
+        rw("clip-quantized-identity", "(clip ?a ?t ?x)", noop_clamp),
     ]
 }
 
@@ -66,7 +76,7 @@ fn requantize_chain(m: &mut Match) -> Option<Id> {
     let [a2, t2, t1, x] = m.vars(["?a2", "?t2", "?t1", "?x"])?;
     let px = ty(m.eg, x)?.quant?;
     let p1 = leaf_ty(m.eg, t1)?.quant?;
-    if !lossless(&px, &p1) {
+    if !reencodes_exactly(&px, &p1) {
         return None;
     }
     let name = attr(m.eg, a2)?.name;
@@ -83,7 +93,7 @@ fn fold_requantize(m: &mut Match) -> Option<Id> {
     let [t, p] = m.vars(["?t", "?p"])?;
     let want = leaf_ty(m.eg, t)?;
     let from = ty(m.eg, p)?;
-    if !single_use(m.eg, p) || !storage_shift(from.quant.as_ref()?, want.quant.as_ref()?) {
+    if !single_use(m.eg, p) || !narrowing(from.quant.as_ref()?, want.quant.as_ref()?) {
         return None;
     }
     for n in nodes_where(m.eg, p, Qc::is_op) {
@@ -116,42 +126,12 @@ fn fold_requantize(m: &mut Match) -> Option<Id> {
     None
 }
 
-/// x's class holds an op that could take the activation itself (fusion preferred).
-fn fusable_producer(eg: &EGraph, x: Id) -> bool {
-    single_use(eg, x)
-        && eg[x].nodes.iter().any(|n| {
-            n.op_parts()
-                .and_then(|(a, _, _)| attr(eg, a))
-                .is_some_and(|a| a.op.activation().is_some())
-        })
-}
-
-fn relu_identity(m: &mut Match) -> Option<Id> {
-    let [t, x] = m.vars(["?t", "?x"])?;
-    let xt = ty(m.eg, x)?;
-    let q = xt.quant.as_ref()?;
-    let at_min = q
-        .zero_points
-        .iter()
-        .all(|&z| i64::from(z) == q.storage.min());
-    (leaf_ty(m.eg, t)? == xt && at_min && roundtrip_exact(q) && !fusable_producer(m.eg, x))
-        .then_some(x)
-}
-
-fn clip_identity(m: &mut Match) -> Option<Id> {
+/// `?x` when the relu/clip matched with attribute `?a` and type `?t` clamps no code
+/// of x's quantized type.
+fn noop_clamp(m: &mut Match) -> Option<Id> {
     let [a, t, x] = m.vars(["?a", "?t", "?x"])?;
-    let Op::Clip { min, max } = attr(m.eg, a)?.op else {
-        return None;
-    };
+    let (lo, hi) = clamp_bounds(&attr(m.eg, a)?.op)?;
     let xt = ty(m.eg, x)?;
     let q = xt.quant.as_ref()?;
-    let (lo, hi) = (
-        min.map_or(f32::NEG_INFINITY, |v| v as f32),
-        max.map_or(f32::INFINITY, |v| v as f32),
-    );
-    let wide = lo <= hi
-        && (0..q.len())
-            .all(|c| q.quantize(lo, c) <= q.storage.min() && q.quantize(hi, c) >= q.storage.max());
-    (leaf_ty(m.eg, t)? == xt && wide && roundtrip_exact(q) && !fusable_producer(m.eg, x))
-        .then_some(x)
+    (leaf_ty(m.eg, t)? == xt && roundtrip_exact(q) && clamp_is_noop(lo, hi, q)).then_some(x)
 }

@@ -1,0 +1,1259 @@
+//! Conv, gemm and matmul as one GEMM engine.
+//!
+//! Every op here becomes `C[m][n] = init + Σ_k A[m][k] · B[k][n]` followed by an
+//! epilogue per element, where rows `m` are output channels (weights, packed at
+//! compile time into `A`) and columns `n` are output positions (activations, packed
+//! at run time into `B` in the kernel's scratch — im2col for conv).
+//!
+//! **Quantized** (8-bit `x` per tensor, 8-bit `w` per tensor or per output channel):
+//! `A` holds `w - zw[c]` and `B` holds `x - zx` (zero for padding taps), both as i16 in
+//! *pairs along k*: `A[m][k/2][2]`, `B[k/2][n][2]`. Accumulation is wrapping i32, as in
+//! the interpreter; `(x - zx)` and `(w - zw)` lie in `[-255, 255]`, so every product
+//! and every pair sum is exact, and the SIMD kernel's `pmaddwd` (i16 pairs multiplied
+//! and added into i32) computes the same sums. The epilogue requantizes with the
+//! per-channel `qc_qmath::Requantizer` parameters (stored in a table of
+//! [`RECORD`]-byte records) under the chosen contract, then clamps to the fused
+//! activation's quantized bounds.
+//!
+//! **Float**: `A` is `f32[m][k]`, `B` is `f32[k][n]`; each output starts from its
+//! init (conv bias) and adds `a * b` in k order — the interpreter's order for conv
+//! and matmul — so only gemm with `trans_b` (the interpreter's dot product uses 8
+//! partial sums) differs by rounding.
+//!
+//! `B`'s columns are padded with zeros to a multiple of the tile width [`NR`], and
+//! its k to a multiple of 2 (quantized); stores skip the padding.
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Value};
+use cranelift_frontend::Variable;
+use qc_ir::{Activation, ConvAttrs, GemmAttrs, QType, QuantParams, Tensor, TensorType};
+use qc_qmath::{Contract, Requantizer};
+
+use crate::emit::{mf, E, F32, I32, I64};
+use crate::lower::{numel, Cx, Ptrs};
+use crate::Result;
+
+/// Columns per tile (two 128-bit vectors of i32 or f32).
+pub(crate) const NR: usize = 8;
+/// Rows per tile.
+pub(crate) const MR: usize = 4;
+/// Bytes of one per-channel epilogue record.
+pub(crate) const RECORD: usize = 32;
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    /// Quantized: activations of storage `xq` with zero point `zx`.
+    Q {
+        xq: QType,
+        zx: i32,
+    },
+    F,
+}
+
+/// What happens to the accumulators.
+#[derive(Clone, Copy, Debug)]
+enum Epi {
+    /// Requantize (records at `table`), store as `q`.
+    Q {
+        table: usize,
+        q: QType,
+        contract: Contract,
+    },
+    /// Float result of quantized operands: `acc as f32 * scale[c]`, activation.
+    QF { scales: usize, act: Activation },
+    /// Float: `acc * alpha`, `+ c * beta`, activation.
+    F {
+        alpha: f32,
+        beta: f32,
+        act: Activation,
+    },
+}
+
+/// A strided element source: pointer, row stride, column stride (elements).
+#[derive(Clone, Copy, Debug)]
+struct Strided {
+    ptr: Value,
+    sm: i64,
+    sn: i64,
+}
+
+/// One GEMM: sizes, packed operands, output mapping.
+struct Job {
+    m: usize,
+    n: usize,
+    kp: usize,
+    k: usize,
+    np: usize,
+    /// Address of packed `A` for these rows.
+    a: usize,
+    /// Packed `B` (scratch).
+    b: Value,
+    out: Strided,
+    /// Added before the epilogue: the bias (i32 quantized / f32 float init).
+    init: Option<Strided>,
+    /// Float gemm's `C` (added after alpha).
+    post: Option<Strided>,
+    /// Channel index of row 0 in the epilogue tables.
+    row0: usize,
+}
+
+fn round_up(x: usize, m: usize) -> usize {
+    x.div_ceil(m) * m
+}
+
+/// The epilogue of a quantized-operand op (the interpreter's `Epilogue::new`).
+fn make_epi(
+    cx: &mut Cx,
+    sx: f32,
+    sw: &[f32],
+    y: &TensorType,
+    y_axis: usize,
+    act: Activation,
+) -> Result<Epi> {
+    let n = sw.len();
+    match &y.quant {
+        Some(p) => {
+            if p.len() > 1 && p.axis != Some(y_axis) {
+                return Err(cx.unsupported("result quantized per a non-channel axis"));
+            }
+            let (sy, zy) = per_channel(cx, p, n)?;
+            let q = p.storage;
+            let contract = cx.opts.contract;
+            let mut rec: Vec<i32> = Vec::with_capacity(8 * n);
+            for c in 0..n {
+                let r = Requantizer::new(contract, sx, sw[c], sy[c])
+                    .map_err(|e| cx.unsupported(e.to_string()))?;
+                let (lo, hi) = match act {
+                    Activation::None => (q.min(), q.max()),
+                    Activation::Relu => (qc_qmath::quantize(0.0, sy[c], zy[c], q), q.max()),
+                    Activation::Clip { min, max } => (
+                        qc_qmath::quantize(min, sy[c], zy[c], q),
+                        qc_qmath::quantize(max, sy[c], zy[c], q),
+                    ),
+                };
+                // `max(lo).min(hi)` after saturation; with lo > hi that is hi.
+                let lo = if lo > hi { hi } else { lo };
+                let fm = r.fixed_multiplier();
+                let shift = fm.shift.clamp(-31, 30);
+                let (left, right) = (shift.max(0), (-shift).max(0));
+                let half = if right > 0 { 1i32 << (right - 1) } else { 1 };
+                rec.extend([
+                    r.float_multiplier().to_bits() as i32,
+                    zy[c],
+                    lo as i32,
+                    hi as i32,
+                    fm.m,
+                    left,
+                    right,
+                    half,
+                ]);
+            }
+            let table = cx.pool.add_i32(&rec);
+            Ok(Epi::Q { table, q, contract })
+        }
+        None if y.dtype == qc_ir::DType::F32 => {
+            let m: Vec<f32> = sw.iter().map(|&s| sx * s).collect();
+            Ok(Epi::QF {
+                scales: cx.pool.add_f32(&m),
+                act,
+            })
+        }
+        None => Err(cx.unsupported(format!("{} result of quantized operands", y.dtype))),
+    }
+}
+
+fn per_channel(cx: &Cx, p: &QuantParams, n: usize) -> Result<(Vec<f32>, Vec<i32>)> {
+    if p.len() == 1 {
+        Ok((vec![p.scales[0]; n], vec![p.zero_points[0]; n]))
+    } else if p.len() == n {
+        Ok((p.scales.clone(), p.zero_points.clone()))
+    } else {
+        Err(cx.unsupported(format!(
+            "{} quantization parameters for {n} channels",
+            p.len()
+        )))
+    }
+}
+
+/// Activation params: per tensor, 8-bit.
+fn act_params(cx: &Cx, t: &TensorType) -> Result<(QType, f32, i32)> {
+    let p = t
+        .quant
+        .as_ref()
+        .ok_or_else(|| cx.unsupported("x not quantized"))?;
+    if p.len() != 1 || !matches!(p.storage, QType::U8 | QType::I8) {
+        return Err(cx.unsupported("x must be 8-bit, quantized per tensor"));
+    }
+    Ok((p.storage, p.scales[0], p.zero_points[0]))
+}
+
+/// Weights minus their zero points (channel along `axis`), as i32, checked 8-bit.
+fn shifted_weights(cx: &Cx, t: &Tensor, p: &QuantParams, axis: usize) -> Result<Vec<i32>> {
+    if !matches!(p.storage, QType::U8 | QType::I8) {
+        return Err(cx.unsupported("weights must be 8-bit"));
+    }
+    if p.len() > 1 && p.axis != Some(axis) {
+        return Err(cx.unsupported("weights quantized per a non-channel axis"));
+    }
+    let v = t.to_i64_vec();
+    let d = t.dims();
+    let (inner, dim) = if p.len() > 1 {
+        (numel(&d[axis + 1..]), d[axis])
+    } else {
+        (1, 1)
+    };
+    Ok(v.iter()
+        .enumerate()
+        .map(|(i, &w)| (w - i64::from(p.zero_point((i / inner.max(1)) % dim.max(1)))) as i32)
+        .collect())
+}
+
+/// Pack `A` (rows `m`, `k`): quantized pairs or f32, from `get(row, k)`.
+fn pack_a_q(m: usize, k: usize, get: impl Fn(usize, usize) -> i32) -> Vec<i16> {
+    let kp = k.div_ceil(2);
+    let mut a = vec![0i16; m * kp * 2];
+    for r in 0..m {
+        for kk in 0..k {
+            a[(r * kp + kk / 2) * 2 + kk % 2] = get(r, kk) as i16;
+        }
+    }
+    a
+}
+
+fn pack_a_f(m: usize, k: usize, get: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+    let mut a = vec![0f32; m * k];
+    for r in 0..m {
+        for kk in 0..k {
+            a[r * k + kk] = get(r, kk);
+        }
+    }
+    a
+}
+
+/// Store one activation element into packed `B` at (k, col).
+fn store_b(e: &mut E, mode: Mode, b: Value, np: usize, k: Value, col: Value, v: Value) {
+    match mode {
+        Mode::Q { .. } => {
+            // i16 index ((k >> 1) * np + col) * 2 + (k & 1).
+            let kh = e.b.ins().ushr_imm_s(k, 1);
+            let kl = e.b.ins().band_imm_s(k, 1);
+            let r = e.muli(kh, np as i64);
+            let r = e.add(r, col);
+            let r = e.muli(r, 2);
+            let r = e.add(r, kl);
+            let a = e.addr(b, r, 2, 0);
+            e.b.ins().istore16(mf(), v, a, 0);
+        }
+        Mode::F => {
+            let r = e.muli(k, np as i64);
+            let r = e.add(r, col);
+            let a = e.addr(b, r, 4, 0);
+            e.store(v, a, 0);
+        }
+    }
+}
+
+/// Load one activation element (as stored) and shift it: i32 `x - zx` or f32.
+fn load_x(e: &mut E, mode: Mode, x: Value, idx: Value) -> Value {
+    match mode {
+        Mode::Q { xq, zx } => {
+            let a = e.add(x, idx);
+            let v = e.load_q(xq, a, 0);
+            e.b.ins().iadd_imm_s(v, -i64::from(zx))
+        }
+        Mode::F => {
+            let a = e.addr(x, idx, 4, 0);
+            e.load_f32(a, 0)
+        }
+    }
+}
+
+fn zero_of(e: &mut E, mode: Mode) -> Value {
+    match mode {
+        Mode::Q { .. } => e.i32c(0),
+        Mode::F => e.f32c(0.0),
+    }
+}
+
+fn b_bytes(mode: Mode, k: usize, np: usize) -> usize {
+    match mode {
+        Mode::Q { .. } => k.div_ceil(2) * np * 4,
+        Mode::F => k * np * 4,
+    }
+}
+
+/// Zero the packed `B` where it is padding (the odd last k, columns past `n`).
+fn zero_b(e: &mut E, mode: Mode, b: Value, k: usize, n: usize, np: usize) {
+    if (matches!(mode, Mode::Q { .. }) && k % 2 == 1) || np != n {
+        let bytes = b_bytes(mode, k, np);
+        let z = e.b.ins().iconst(types::I8, 0);
+        let nb = e.ic(bytes as i64);
+        e.b.call_memset(e.cfg, b, z, nb);
+    }
+}
+
+// ---------------------------------------------------------------- the GEMM kernel
+
+fn pmaddwd(e: &mut E, a: Value, b: Value) -> Value {
+    let al = e.b.ins().swiden_low(a);
+    let bl = e.b.ins().swiden_low(b);
+    let ah = e.b.ins().swiden_high(a);
+    let bh = e.b.ins().swiden_high(b);
+    let lo = e.b.ins().imul(al, bl);
+    let hi = e.b.ins().imul(ah, bh);
+    e.b.ins().iadd_pairwise(lo, hi)
+}
+
+fn le() -> MemFlagsData {
+    MemFlagsData::new().with_endianness(Endianness::Little)
+}
+
+/// Emit the whole GEMM of `job` with epilogue `epi`, for rows
+/// `row_start..row_start + job.m` (absolute rows of `A`, the tables and the output).
+fn emit_gemm(e: &mut E, mode: Mode, job: &Job, epi: Epi, row_start: Value) -> Result<()> {
+    let mr_full = job.m / MR;
+    let m_rem = job.m % MR;
+    let nt_full = job.n / NR;
+    let n_rem = job.n % NR;
+    if mr_full > 0 {
+        e.for_n(mr_full, |e, mt| {
+            let mi = e.muli(mt, MR as i64);
+            let mi = e.add(mi, row_start);
+            tiles(e, mode, job, epi, mi, MR, nt_full, n_rem)
+        })?;
+    }
+    if m_rem > 0 {
+        let mi = e.addi(row_start, (mr_full * MR) as i64);
+        tiles(e, mode, job, epi, mi, m_rem, nt_full, n_rem)?;
+    }
+    Ok(())
+}
+
+/// All column tiles of the rows `mi..mi+mr`.
+#[allow(clippy::too_many_arguments)]
+fn tiles(
+    e: &mut E,
+    mode: Mode,
+    job: &Job,
+    epi: Epi,
+    mi: Value,
+    mr: usize,
+    nt_full: usize,
+    n_rem: usize,
+) -> Result<()> {
+    e.for_n(nt_full, |e, nt| {
+        let ni = e.muli(nt, NR as i64);
+        tile(e, mode, job, epi, mi, mr, ni, NR)
+    })?;
+    if n_rem > 0 {
+        let ni = e.ic((nt_full * NR) as i64);
+        tile(e, mode, job, epi, mi, mr, ni, n_rem)?;
+    }
+    Ok(())
+}
+
+/// One `mr × NR` tile at (`mi`, `ni`), storing its first `cols` columns.
+#[allow(clippy::too_many_arguments)]
+fn tile(
+    e: &mut E,
+    mode: Mode,
+    job: &Job,
+    epi: Epi,
+    mi: Value,
+    mr: usize,
+    ni: Value,
+    cols: usize,
+) -> Result<()> {
+    let vty = match mode {
+        Mode::Q { .. } => types::I32X4,
+        Mode::F => types::F32X4,
+    };
+    // Accumulators: mr rows × 2 vectors.
+    let mut accs: Vec<[Variable; 2]> = Vec::with_capacity(mr);
+    for r in 0..mr {
+        let init = match (mode, job.init) {
+            (Mode::F, Some(s)) => {
+                // Float conv: start from the bias (column stride 0) so the sum order
+                // is the interpreter's.
+                let row = e.addi(mi, r as i64);
+                let idx = e.muli(row, s.sm);
+                let a = e.addr(s.ptr, idx, 4, 0);
+                let v = e.load_f32(a, 0);
+                e.b.ins().splat(vty, v)
+            }
+            (Mode::F, None) => {
+                let z = e.f32c(0.0);
+                e.b.ins().splat(vty, z)
+            }
+            (Mode::Q { .. }, _) => {
+                let z = e.i32c(0);
+                e.b.ins().splat(vty, z)
+            }
+        };
+        accs.push([e.var(vty, init), e.var(vty, init)]);
+    }
+    let a_base = e.ic(job.a as i64);
+    // Row pointers into packed A.
+    let a_row_bytes = match mode {
+        Mode::Q { .. } => (job.kp * 4) as i64,
+        Mode::F => (job.k * 4) as i64,
+    };
+    let a0 = e.muli(mi, a_row_bytes);
+    let a0 = e.add(a_base, a0);
+    let b0 = e.muli(ni, 4);
+    let b0 = e.add(job.b, b0);
+    let (steps, b_step) = match mode {
+        Mode::Q { .. } => (job.kp, (job.np * 4) as i64),
+        Mode::F => (job.k, (job.np * 4) as i64),
+    };
+    e.for_n(steps, |e, kk| {
+        let boff = e.muli(kk, b_step);
+        let bp = e.add(b0, boff);
+        let aoff = e.muli(kk, 4);
+        let ap = e.add(a0, aoff);
+        match mode {
+            Mode::Q { .. } => {
+                let bl = e.b.ins().load(types::I16X8, mf(), bp, 0);
+                let bh = e.b.ins().load(types::I16X8, mf(), bp, 16);
+                for (r, acc) in accs.iter().enumerate() {
+                    let av =
+                        e.b.ins()
+                            .load(I32, mf(), ap, (r as i64 * a_row_bytes) as i32);
+                    let av = e.b.ins().splat(types::I32X4, av);
+                    let av = e.b.ins().bitcast(types::I16X8, le(), av);
+                    for (j, &bv) in [bl, bh].iter().enumerate() {
+                        let p = pmaddwd(e, av, bv);
+                        let c = e.b.use_var(acc[j]);
+                        let s = e.b.ins().iadd(c, p);
+                        e.b.def_var(acc[j], s);
+                    }
+                }
+            }
+            Mode::F => {
+                let bl = e.b.ins().load(types::F32X4, mf(), bp, 0);
+                let bh = e.b.ins().load(types::F32X4, mf(), bp, 16);
+                for (r, acc) in accs.iter().enumerate() {
+                    let av =
+                        e.b.ins()
+                            .load(F32, mf(), ap, (r as i64 * a_row_bytes) as i32);
+                    let av = e.b.ins().splat(types::F32X4, av);
+                    for (j, &bv) in [bl, bh].iter().enumerate() {
+                        let p = e.b.ins().fmul(av, bv);
+                        let c = e.b.use_var(acc[j]);
+                        let s = e.b.ins().fadd(c, p);
+                        e.b.def_var(acc[j], s);
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+    for (r, acc) in accs.iter().enumerate() {
+        let row = e.addi(mi, r as i64);
+        let vecs = [e.b.use_var(acc[0]), e.b.use_var(acc[1])];
+        if let (
+            Mode::Q { .. },
+            Epi::Q {
+                table,
+                q,
+                contract: Contract::Float,
+            },
+        ) = (mode, epi)
+        {
+            if job.init.is_none_or(|s| s.sn == 0) {
+                vector_requant(e, job, table, q, row, ni, vecs, cols)?;
+                continue;
+            }
+        }
+        // The general epilogue, one element at a time.
+        for c in 0..cols {
+            let lane = e.b.ins().extractlane(vecs[c / 4], (c % 4) as u8);
+            let col = e.addi(ni, c as i64);
+            epilogue(e, mode, job, epi, row, col, lane)?;
+        }
+    }
+    Ok(())
+}
+
+/// The `float` contract's epilogue on whole vectors: `acc (+ bias) → f32 → × m →
+/// round half even → + zp → clamp [lo, hi]`, then narrow and store `cols` elements.
+///
+/// Equal to the scalar sequence: the rounded product is clamped to ±2^30 before the
+/// conversion (exact, and any such value saturates an 8/16-bit result anyway), so the
+/// `+ zp` cannot overflow; `lo`/`hi` lie inside the storage range, so clamping to them
+/// after saturation is clamping to them alone.
+#[allow(clippy::too_many_arguments)]
+fn vector_requant(
+    e: &mut E,
+    job: &Job,
+    table: usize,
+    q: QType,
+    row: Value,
+    ni: Value,
+    vecs: [Value; 2],
+    cols: usize,
+) -> Result<()> {
+    let ch = e.addi(row, job.row0 as i64);
+    let t = e.ic(table as i64);
+    let rec = e.addr(t, ch, RECORD as i64, 0);
+    let m = e.b.ins().load(F32, mf(), rec, 0);
+    let zp = e.b.ins().load(I32, mf(), rec, 4);
+    let lo = e.b.ins().load(I32, mf(), rec, 8);
+    let hi = e.b.ins().load(I32, mf(), rec, 12);
+    let bias = match job.init {
+        Some(s) => {
+            let i = e.muli(row, s.sm);
+            let a = e.addr(s.ptr, i, 4, 0);
+            let b = e.b.ins().load(I32, mf(), a, 0);
+            Some(e.b.ins().splat(types::I32X4, b))
+        }
+        None => None,
+    };
+    let mv = e.b.ins().splat(types::F32X4, m);
+    let zv = e.b.ins().splat(types::I32X4, zp);
+    let lov = e.b.ins().splat(types::I32X4, lo);
+    let hiv = e.b.ins().splat(types::I32X4, hi);
+    let big = e.f32c(1_073_741_824.0);
+    let bigv = e.b.ins().splat(types::F32X4, big);
+    let nbig = e.f32c(-1_073_741_824.0);
+    let nbigv = e.b.ins().splat(types::F32X4, nbig);
+    let oi = e.muli(row, job.out.sm);
+    let t = e.muli(ni, job.out.sn);
+    let oi = e.add(oi, t);
+    let esize = crate::emit::qsize(q);
+    let base = e.addr(job.out.ptr, oi, esize, 0);
+    for (vi, &acc) in vecs.iter().enumerate() {
+        let lanes = cols.saturating_sub(4 * vi).min(4);
+        if lanes == 0 {
+            break;
+        }
+        let acc = match bias {
+            Some(b) => e.b.ins().iadd(acc, b),
+            None => acc,
+        };
+        let f = e.b.ins().fcvt_from_sint(types::F32X4, acc);
+        let f = e.b.ins().fmul(f, mv);
+        let r = e.b.ins().nearest(f);
+        let r = e.b.ins().fmax(r, nbigv);
+        let r = e.b.ins().fmin(r, bigv);
+        let i = e.b.ins().fcvt_to_sint_sat(types::I32X4, r);
+        let i = e.b.ins().iadd(i, zv);
+        let i = e.b.ins().smax(i, lov);
+        let i = e.b.ins().smin(i, hiv);
+        let step = job.out.sn * esize;
+        if lanes == 4 && step == 1 && esize == 1 {
+            // Contiguous 8-bit: narrow i32x4 -> i16x8 -> i8x16 (values already in
+            // range, so the saturating narrows are exact) and store 4 bytes.
+            let h = e.b.ins().snarrow(i, i);
+            let b = if q == QType::U8 {
+                e.b.ins().unarrow(h, h)
+            } else {
+                e.b.ins().snarrow(h, h)
+            };
+            let w = e.b.ins().bitcast(types::I32X4, le(), b);
+            let w = e.b.ins().extractlane(w, 0);
+            e.b.ins().store(mf(), w, base, (4 * vi) as i32);
+        } else {
+            for l in 0..lanes {
+                let v = e.b.ins().extractlane(i, l as u8);
+                let off = ((4 * vi + l) as i64 * step) as i32;
+                e.store_q(q, v, base, off);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Finish one accumulator at (row, col) and store it.
+fn epilogue(
+    e: &mut E,
+    mode: Mode,
+    job: &Job,
+    epi: Epi,
+    row: Value,
+    col: Value,
+    acc: Value,
+) -> Result<()> {
+    let oi = e.muli(row, job.out.sm);
+    let t = e.muli(col, job.out.sn);
+    let oi = e.add(oi, t);
+    let mut acc = acc;
+    if let (Mode::Q { .. }, Some(s)) = (mode, job.init) {
+        let i = e.muli(row, s.sm);
+        let t = e.muli(col, s.sn);
+        let i = e.add(i, t);
+        let a = e.addr(s.ptr, i, 4, 0);
+        let b = e.b.ins().load(I32, mf(), a, 0);
+        acc = e.b.ins().iadd(acc, b);
+    }
+    let ch = e.addi(row, job.row0 as i64);
+    match epi {
+        Epi::Q { table, q, contract } => {
+            let t = e.ic(table as i64);
+            let rec = e.addr(t, ch, RECORD as i64, 0);
+            let ld = |e: &mut E, off: i32| e.b.ins().load(I32, mf(), rec, off);
+            let zp = ld(e, 4);
+            let lo = ld(e, 8);
+            let hi = ld(e, 12);
+            let scaled = match contract {
+                Contract::Float => {
+                    let m = e.b.ins().load(F32, mf(), rec, 0);
+                    let f = e.b.ins().fcvt_from_sint(F32, acc);
+                    let f = e.b.ins().fmul(f, m);
+                    let r = e.b.ins().nearest(f);
+                    let i = e.b.ins().fcvt_to_sint_sat(I64, r);
+                    e.clamp_i64(i, -(1 << 40), 1 << 40)
+                }
+                Contract::Fixed => {
+                    let m = ld(e, 16);
+                    let left = ld(e, 20);
+                    let right = ld(e, 24);
+                    let half = ld(e, 28);
+                    // multiply_by_quantized_multiplier: the left shift wraps in i32.
+                    let sh = e.b.ins().ishl(acc, left);
+                    let s64 = e.b.ins().sextend(I64, sh);
+                    let m64 = e.b.ins().sextend(I64, m);
+                    let ab = e.b.ins().imul(s64, m64);
+                    // SRDHM: (ab + 2^30) >> 31; m is never i32::MIN, so no saturation case.
+                    let ab = e.b.ins().iadd_imm_s(ab, 1 << 30);
+                    let x = e.b.ins().sshr_imm_s(ab, 31);
+                    // RDBP by `right`: floor, remainder, round half away from zero.
+                    let r64 = e.b.ins().sextend(I64, right);
+                    let floor = e.b.ins().sshr(x, r64);
+                    let one = e.ic(1);
+                    let mask = e.b.ins().ishl(one, r64);
+                    let mask = e.b.ins().iadd_imm_s(mask, -1);
+                    let rem = e.b.ins().band(x, mask);
+                    let h64 = e.b.ins().sextend(I64, half);
+                    let gt = e.b.ins().icmp(IntCC::SignedGreaterThan, rem, h64);
+                    let eq = e.b.ins().icmp(IntCC::Equal, rem, h64);
+                    let pos = e.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, x, 0);
+                    let eqp = e.b.ins().band(eq, pos);
+                    let up = e.b.ins().bor(gt, eqp);
+                    let up = e.b.ins().uextend(I64, up);
+                    e.b.ins().iadd(floor, up)
+                }
+                Contract::FixedSingle => {
+                    let m = ld(e, 16);
+                    let left = ld(e, 20);
+                    let right = ld(e, 24);
+                    // s = 31 - shift = 31 - left + right, in [1, 62].
+                    let s = e.b.ins().isub(right, left);
+                    let s = e.b.ins().iadd_imm_s(s, 31);
+                    let s64 = e.b.ins().sextend(I64, s);
+                    let a64 = e.b.ins().sextend(I64, acc);
+                    let m64 = e.b.ins().sextend(I64, m);
+                    let prod = e.b.ins().imul(a64, m64);
+                    let one = e.ic(1);
+                    let sm1 = e.b.ins().iadd_imm_s(s64, -1);
+                    let rnd = e.b.ins().ishl(one, sm1);
+                    let prod = e.b.ins().iadd(prod, rnd);
+                    let v = e.b.ins().sshr(prod, s64);
+                    e.clamp_i64(v, -(1 << 40), 1 << 40)
+                }
+            };
+            let z64 = e.b.ins().sextend(I64, zp);
+            let v = e.b.ins().iadd(scaled, z64);
+            let v = e.clamp_i64(v, q.min(), q.max());
+            let v = e.b.ins().ireduce(I32, v);
+            let v = e.b.ins().smax(v, lo);
+            let v = e.b.ins().smin(v, hi);
+            let a = e.addr(job.out.ptr, oi, crate::emit::qsize(q), 0);
+            e.store_q(q, v, a, 0);
+        }
+        Epi::QF { scales, act } => {
+            let t = e.ic(scales as i64);
+            let sa = e.addr(t, ch, 4, 0);
+            let m = e.load_f32(sa, 0);
+            let f = e.b.ins().fcvt_from_sint(F32, acc);
+            let f = e.b.ins().fmul(f, m);
+            let f = e.act(act, f);
+            let a = e.addr(job.out.ptr, oi, 4, 0);
+            e.store(f, a, 0);
+        }
+        Epi::F { alpha, beta, act } => {
+            let mut f = acc;
+            if alpha != 1.0 {
+                let al = e.f32c(alpha);
+                f = e.b.ins().fmul(f, al);
+            }
+            if let (Some(s), true) = (job.post, beta != 0.0) {
+                let i = e.muli(row, s.sm);
+                let t = e.muli(col, s.sn);
+                let i = e.add(i, t);
+                let a = e.addr(s.ptr, i, 4, 0);
+                let c = e.load_f32(a, 0);
+                let bt = e.f32c(beta);
+                let c = e.b.ins().fmul(c, bt);
+                f = e.b.ins().fadd(f, c);
+            }
+            let f = e.act(act, f);
+            let a = e.addr(job.out.ptr, oi, 4, 0);
+            e.store(f, a, 0);
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- conv
+
+/// Conv geometry right-aligned into 3 spatial dims.
+struct ConvGeom {
+    batch: usize,
+    c_in: usize,
+    c_out: usize,
+    group: usize,
+    in_sp: [usize; 3],
+    out_sp: [usize; 3],
+    k: [usize; 3],
+    stride: [usize; 3],
+    dil: [usize; 3],
+    pad: [usize; 3],
+}
+
+fn sp3(v: &[usize], rank: usize, default: usize) -> Option<[usize; 3]> {
+    let mut out = [1; 3];
+    if v.is_empty() {
+        for o in out.iter_mut().skip(3 - rank) {
+            *o = default;
+        }
+    } else if v.len() == rank {
+        out[3 - rank..].copy_from_slice(v);
+    } else {
+        return None;
+    }
+    Some(out)
+}
+
+fn conv_geom(a: &ConvAttrs, x: &[usize], w: &[usize], y: &[usize]) -> Option<ConvGeom> {
+    if x.len() < 3 || x.len() > 5 || w.len() != x.len() || y.len() != x.len() || a.group == 0 {
+        return None;
+    }
+    let rank = x.len() - 2;
+    let pads = if a.pads.is_empty() {
+        [0; 3]
+    } else if a.pads.len() == 2 * rank {
+        sp3(&a.pads[..rank], rank, 0)?
+    } else {
+        return None;
+    };
+    let pads = {
+        let mut p = pads;
+        if a.pads.is_empty() {
+            p = [0; 3];
+        } else {
+            for (i, v) in p.iter_mut().enumerate() {
+                if i < 3 - rank {
+                    *v = 0;
+                }
+            }
+        }
+        p
+    };
+    let g = ConvGeom {
+        batch: x[0],
+        c_in: x[1],
+        c_out: w[0],
+        group: a.group,
+        in_sp: sp3(&x[2..], rank, 1)?,
+        out_sp: sp3(&y[2..], rank, 1)?,
+        k: sp3(&w[2..], rank, 1)?,
+        stride: sp3(&a.strides, rank, 1)?,
+        dil: sp3(&a.dilations, rank, 1)?,
+        pad: pads,
+    };
+    if g.c_in % g.group != 0 || g.c_out % g.group != 0 || w[1] * g.group != g.c_in {
+        return None;
+    }
+    Some(g)
+}
+
+/// im2col of one (batch, group) into packed `B`.
+fn im2col(e: &mut E, mode: Mode, g: &ConvGeom, x: Value, b: Value, np: usize) -> Result<()> {
+    let cin_g = g.c_in / g.group;
+    let [id_, ih_, iw_] = g.in_sp;
+    let [od_, oh_, ow_] = g.out_sp;
+    let [kd_, kh_, kw_] = g.k;
+    let ksz = kd_ * kh_ * kw_;
+    let isz = id_ * ih_ * iw_;
+    let zero = zero_of(e, mode);
+    e.for_n(cin_g, |e, icg| {
+        let xc = e.muli(icg, isz as i64);
+        e.for_n(kd_, |e, kd| {
+            e.for_n(kh_, |e, kh| {
+                e.for_n(kw_, |e, kw| {
+                    let k = e.muli(icg, ksz as i64);
+                    let t = e.muli(kd, (kh_ * kw_) as i64);
+                    let k = e.add(k, t);
+                    let t = e.muli(kh, kw_ as i64);
+                    let k = e.add(k, t);
+                    let k = e.add(k, kw);
+                    e.for_n(od_, |e, od| {
+                        let dd = coord(e, od, kd, 0, g);
+                        let vd =
+                            e.b.ins()
+                                .icmp_imm_s(IntCC::UnsignedLessThan, dd, id_ as i64);
+                        e.for_n(oh_, |e, oh| {
+                            let hh = coord(e, oh, kh, 1, g);
+                            let vh =
+                                e.b.ins()
+                                    .icmp_imm_s(IntCC::UnsignedLessThan, hh, ih_ as i64);
+                            let vdh = e.b.ins().band(vd, vh);
+                            let row = e.muli(dd, ih_ as i64);
+                            let row = e.add(row, hh);
+                            let row = e.muli(row, iw_ as i64);
+                            let row = e.add(row, xc);
+                            let col0 = e.muli(od, (oh_ * ow_) as i64);
+                            let t = e.muli(oh, ow_ as i64);
+                            let col0 = e.add(col0, t);
+                            e.for_n(ow_, |e, ow| {
+                                let ww = coord(e, ow, kw, 2, g);
+                                let vw =
+                                    e.b.ins()
+                                        .icmp_imm_s(IntCC::UnsignedLessThan, ww, iw_ as i64);
+                                let ok = e.b.ins().band(vdh, vw);
+                                let idx = e.add(row, ww);
+                                let z = e.ic(0);
+                                let idx = e.b.ins().select(ok, idx, z);
+                                let v = load_x(e, mode, x, idx);
+                                let v = e.b.ins().select(ok, v, zero);
+                                let col = e.add(col0, ow);
+                                store_b(e, mode, b, np, k, col, v);
+                                Ok(())
+                            })
+                        })
+                    })
+                })
+            })
+        })
+    })
+}
+
+/// Input coordinate `o * stride + k * dil - pad` of spatial dim `d` (may be negative).
+fn coord(e: &mut E, o: Value, k: Value, d: usize, g: &ConvGeom) -> Value {
+    let a = e.muli(o, g.stride[d] as i64);
+    let b = e.muli(k, g.dil[d] as i64);
+    let s = e.add(a, b);
+    e.addi(s, -(g.pad[d] as i64))
+}
+
+pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<usize> {
+    cx.arity(2, 3)?;
+    let x = cx.in_ty(0)?.clone();
+    let w = cx.in_ty(1)?.clone();
+    let y = cx.out_ty(0)?.clone();
+    let g = conv_geom(a, x.shape.dims(), w.shape.dims(), y.shape.dims())
+        .ok_or_else(|| cx.unsupported("conv geometry"))?;
+    let wt = cx
+        .const_in(1)
+        .cloned()
+        .ok_or_else(|| cx.unsupported("conv weights must be constant"))?;
+    let cin_g = g.c_in / g.group;
+    let cout_g = g.c_out / g.group;
+    let k = cin_g * g.k.iter().product::<usize>();
+    let n = g.out_sp.iter().product::<usize>();
+    let np = round_up(n.max(1), NR);
+    let (mode, epi, a_addr) = match (&x.quant, &w.quant) {
+        (Some(_), Some(pw)) => {
+            let (xq, sx, zx) = act_params(cx, &x)?;
+            let (sw, _) = per_channel(cx, pw, g.c_out)?;
+            let wv = shifted_weights(cx, &wt, pw, 0)?;
+            let pa = pack_a_q(g.c_out, k, |r, kk| wv[r * k + kk]);
+            let epi = make_epi(cx, sx, &sw, &y, 1, a.act_of())?;
+            (Mode::Q { xq, zx }, epi, cx.pool.add_i16(&pa))
+        }
+        (None, None) if x.dtype == qc_ir::DType::F32 && y.dtype == qc_ir::DType::F32 => {
+            let wv = wt.to_f32_vec();
+            let pa = pack_a_f(g.c_out, k, |r, kk| wv[r * k + kk]);
+            let epi = Epi::F {
+                alpha: 1.0,
+                beta: 0.0,
+                act: a.act_of(),
+            };
+            (Mode::F, epi, cx.pool.add_f32(&pa))
+        }
+        _ => return Err(cx.unsupported("operand types (float, or 8-bit quantized x and w)")),
+    };
+    let bias = if cx.node.inputs.len() > 2 {
+        let bt = cx.in_ty(2)?;
+        let ok = match mode {
+            Mode::Q { .. } => bt.dtype == qc_ir::DType::I32 && !bt.is_quantized(),
+            Mode::F => bt.dtype == qc_ir::DType::F32 && !bt.is_quantized(),
+        };
+        if !ok || numel(bt.shape.dims()) != g.c_out {
+            return Err(cx.unsupported("bias type"));
+        }
+        Some(p.ins[2])
+    } else {
+        None
+    };
+    let esize = match mode {
+        Mode::Q { .. } => 1i64,
+        Mode::F => 4,
+    };
+    let ysize = match &y.quant {
+        Some(q) => crate::emit::qsize(q.storage),
+        None => 4,
+    };
+    let isz: usize = g.in_sp.iter().product();
+    let bbuf = p.scratch;
+    let scratch = b_bytes(mode, k, np);
+    e.for_n(g.batch, |e, bn| {
+        e.for_n(g.group, |e, gi| {
+            let ic0 = e.muli(bn, g.c_in as i64);
+            let t = e.muli(gi, cin_g as i64);
+            let ic0 = e.add(ic0, t);
+            let xo = e.muli(ic0, (isz as i64) * esize);
+            let xb = e.add(p.ins[0], xo);
+            zero_b(e, mode, bbuf, k, n, np);
+            im2col(e, mode, &g, xb, bbuf, np)?;
+            let yo = e.muli(bn, (g.c_out * n) as i64 * ysize);
+            let yb = e.add(p.outs[0], yo);
+            let job = Job {
+                m: cout_g,
+                n,
+                kp: k.div_ceil(2),
+                k,
+                np,
+                a: a_addr,
+                b: bbuf,
+                out: Strided {
+                    ptr: yb,
+                    sm: n as i64,
+                    sn: 1,
+                },
+                init: bias.map(|ptr| Strided { ptr, sm: 1, sn: 0 }),
+                post: None,
+                row0: 0,
+            };
+            let row_start = e.muli(gi, cout_g as i64);
+            emit_gemm(e, mode, &job, epi, row_start)
+        })
+    })?;
+    Ok(scratch)
+}
+
+trait ActOf {
+    fn act_of(&self) -> Activation;
+}
+
+impl ActOf for ConvAttrs {
+    fn act_of(&self) -> Activation {
+        self.act
+    }
+}
+
+impl ActOf for GemmAttrs {
+    fn act_of(&self) -> Activation {
+        self.act
+    }
+}
+
+// ---------------------------------------------------------------- gemm / matmul
+
+#[allow(clippy::too_many_arguments)]
+/// Pack rows `0..cols` of an activation matrix (`get_idx(i, k)` = element index) into
+/// packed `B`, column `i` = matrix row `i`.
+fn pack_b_matrix(
+    e: &mut E,
+    mode: Mode,
+    x: Value,
+    b: Value,
+    np: usize,
+    rows: usize,
+    k: usize,
+    si: i64,
+    sk: i64,
+) -> Result<()> {
+    e.for_n(rows, |e, i| {
+        let base = e.muli(i, si);
+        e.for_n(k, |e, kk| {
+            let t = e.muli(kk, sk);
+            let idx = e.add(base, t);
+            let v = load_x(e, mode, x, idx);
+            store_b(e, mode, b, np, kk, i, v);
+            Ok(())
+        })
+    })
+}
+
+fn bcast2(sh: &[usize], m: usize, n: usize) -> Option<(i64, i64)> {
+    match sh {
+        [] => Some((0, 0)),
+        [a] if *a == n => Some((0, 1)),
+        [1] => Some((0, 0)),
+        [a, b] => {
+            let si = if *a == m && m != 1 {
+                *b as i64
+            } else if *a == 1 {
+                0
+            } else {
+                return None;
+            };
+            let sj = if *b == n && n != 1 {
+                1
+            } else if *b == 1 {
+                0
+            } else {
+                return None;
+            };
+            Some((si, sj))
+        }
+        _ => None,
+    }
+}
+
+pub(crate) fn gemm(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &GemmAttrs) -> Result<usize> {
+    cx.arity(2, 3)?;
+    let at = cx.in_ty(0)?.clone();
+    let bt = cx.in_ty(1)?.clone();
+    let y = cx.out_ty(0)?.clone();
+    let (ad, bd) = (at.shape.dims().to_vec(), bt.shape.dims().to_vec());
+    let (&[a0, a1], &[b0, b1]) = (ad.as_slice(), bd.as_slice()) else {
+        return Err(cx.unsupported("gemm needs 2-D operands"));
+    };
+    let (m, k) = if a.trans_a { (a1, a0) } else { (a0, a1) };
+    let (kb, n) = if a.trans_b { (b1, b0) } else { (b0, b1) };
+    if k != kb {
+        return Err(cx.unsupported("inner dims differ"));
+    }
+    let wt = cx
+        .const_in(1)
+        .cloned()
+        .ok_or_else(|| cx.unsupported("gemm weights (b) must be constant"))?;
+    // A (weights) row j, k: b[k][j] or b[j][k] (trans_b).
+    let widx = |j: usize, kk: usize| if a.trans_b { j * k + kk } else { kk * n + j };
+    let (mode, epi, a_addr) = match (&at.quant, &bt.quant) {
+        (Some(_), Some(pw)) => {
+            if a.alpha != 1.0 || (cx.node.inputs.len() > 2 && a.beta != 1.0) {
+                return Err(cx.unsupported("quantized gemm needs alpha = beta = 1"));
+            }
+            let (xq, sx, zx) = act_params(cx, &at)?;
+            let (sw, _) = per_channel(cx, pw, n)?;
+            let wv = shifted_weights(cx, &wt, pw, if a.trans_b { 0 } else { 1 })?;
+            let pa = pack_a_q(n, k, |j, kk| wv[widx(j, kk)]);
+            let epi = make_epi(cx, sx, &sw, &y, 1, a.act)?;
+            (Mode::Q { xq, zx }, epi, cx.pool.add_i16(&pa))
+        }
+        (None, None) if at.dtype == qc_ir::DType::F32 && y.dtype == qc_ir::DType::F32 => {
+            let wv = wt.to_f32_vec();
+            let pa = pack_a_f(n, k, |j, kk| wv[widx(j, kk)]);
+            let epi = Epi::F {
+                alpha: a.alpha,
+                beta: a.beta,
+                act: a.act,
+            };
+            (Mode::F, epi, cx.pool.add_f32(&pa))
+        }
+        _ => return Err(cx.unsupported("operand types (float, or 8-bit quantized a and b)")),
+    };
+    let c = if cx.node.inputs.len() > 2 {
+        let ct = cx.in_ty(2)?.clone();
+        let (si, sj) = bcast2(ct.shape.dims(), m, n)
+            .ok_or_else(|| cx.unsupported("c does not broadcast to the result"))?;
+        let ok = match mode {
+            Mode::Q { .. } => ct.dtype == qc_ir::DType::I32 && !ct.is_quantized(),
+            Mode::F => ct.dtype == qc_ir::DType::F32 && !ct.is_quantized(),
+        };
+        if !ok {
+            return Err(cx.unsupported("c type"));
+        }
+        // Rows of the GEMM are gemm columns j, columns are gemm rows i.
+        Some(Strided {
+            ptr: p.ins[2],
+            sm: sj,
+            sn: si,
+        })
+    } else {
+        None
+    };
+    let np = round_up(m.max(1), NR);
+    let (si, sk) = if a.trans_a {
+        (1, m as i64)
+    } else {
+        (k as i64, 1)
+    };
+    zero_b(e, mode, p.scratch, k, m, np);
+    pack_b_matrix(e, mode, p.ins[0], p.scratch, np, m, k, si, sk)?;
+    let (init, post) = match mode {
+        Mode::Q { .. } => (c, None),
+        Mode::F => (None, c),
+    };
+    let job = Job {
+        m: n,
+        n: m,
+        kp: k.div_ceil(2),
+        k,
+        np,
+        a: a_addr,
+        b: p.scratch,
+        out: Strided {
+            ptr: p.outs[0],
+            sm: 1,
+            sn: n as i64,
+        },
+        init,
+        post,
+        row0: 0,
+    };
+    let z = e.ic(0);
+    emit_gemm(e, mode, &job, epi, z)?;
+    Ok(b_bytes(mode, k, np))
+}
+
+pub(crate) fn matmul(cx: &mut Cx, e: &mut E, p: &Ptrs, act: Activation) -> Result<usize> {
+    cx.arity(2, 2)?;
+    let at = cx.in_ty(0)?.clone();
+    let bt = cx.in_ty(1)?.clone();
+    let y = cx.out_ty(0)?.clone();
+    let (ad, bd) = (at.shape.dims().to_vec(), bt.shape.dims().to_vec());
+    if ad.is_empty() || bd.is_empty() {
+        return Err(cx.unsupported("matmul of a scalar"));
+    }
+    let a2: Vec<usize> = if ad.len() == 1 {
+        vec![1, ad[0]]
+    } else {
+        ad.clone()
+    };
+    let b2: Vec<usize> = if bd.len() == 1 {
+        vec![bd[0], 1]
+    } else {
+        bd.clone()
+    };
+    let (ra, rb) = (a2.len(), b2.len());
+    let (m, k) = (a2[ra - 2], a2[ra - 1]);
+    let (kb, n) = (b2[rb - 2], b2[rb - 1]);
+    if k != kb {
+        return Err(cx.unsupported("inner dims differ"));
+    }
+    let (ab, bb) = (&a2[..ra - 2], &b2[..rb - 2]);
+    let rbat = ab.len().max(bb.len());
+    let mut batch = vec![0usize; rbat];
+    for (i, o) in batch.iter_mut().enumerate() {
+        let da = if i + ab.len() >= rbat {
+            ab[i + ab.len() - rbat]
+        } else {
+            1
+        };
+        let db = if i + bb.len() >= rbat {
+            bb[i + bb.len() - rbat]
+        } else {
+            1
+        };
+        *o = if da == db || db == 1 {
+            da
+        } else if da == 1 {
+            db
+        } else {
+            return Err(cx.unsupported("batch dims do not broadcast"));
+        };
+    }
+    // Per output batch: (A block, B block) indices.
+    let nb = numel(&batch);
+    let mut blocks = Vec::with_capacity(nb);
+    for bi in 0..nb {
+        let mut rem = bi;
+        let (mut ia, mut ib) = (0usize, 0usize);
+        let (mut sa, mut sb) = (1usize, 1usize);
+        for d in (0..rbat).rev() {
+            let idx = rem % batch[d];
+            rem /= batch[d];
+            if d + ab.len() >= rbat {
+                let dd = ab[d + ab.len() - rbat];
+                if dd != 1 {
+                    ia += idx * sa;
+                }
+                sa *= dd;
+            }
+            if d + bb.len() >= rbat {
+                let dd = bb[d + bb.len() - rbat];
+                if dd != 1 {
+                    ib += idx * sb;
+                }
+                sb *= dd;
+            }
+        }
+        blocks.push((ia, ib));
+    }
+    let wt = cx
+        .const_in(1)
+        .cloned()
+        .ok_or_else(|| cx.unsupported("matmul b must be constant"))?;
+    let (mode, epi, a_addr, a_block_bytes) = match (&at.quant, &bt.quant) {
+        (Some(_), Some(pw)) => {
+            let (xq, sx, zx) = act_params(cx, &at)?;
+            if rb < 2 && pw.len() > 1 {
+                return Err(cx.unsupported("a 1-D b must be quantized per tensor"));
+            }
+            let (sw, _) = per_channel(cx, pw, n)?;
+            let wv = shifted_weights(cx, &wt, pw, bd.len().saturating_sub(1))?;
+            let nblk = numel(bb);
+            let mut all: Vec<i16> = Vec::new();
+            for blk in 0..nblk {
+                let off = blk * k * n;
+                all.extend(pack_a_q(n, k, |j, kk| wv[off + kk * n + j]));
+            }
+            let ry = y.shape.rank();
+            let epi = make_epi(cx, sx, &sw, &y, ry.saturating_sub(1), act)?;
+            (
+                Mode::Q { xq, zx },
+                epi,
+                cx.pool.add_i16(&all),
+                n * k.div_ceil(2) * 4,
+            )
+        }
+        (None, None) if at.dtype == qc_ir::DType::F32 && y.dtype == qc_ir::DType::F32 => {
+            let wv = wt.to_f32_vec();
+            let nblk = numel(bb);
+            let mut all: Vec<f32> = Vec::new();
+            for blk in 0..nblk {
+                let off = blk * k * n;
+                all.extend(pack_a_f(n, k, |j, kk| wv[off + kk * n + j]));
+            }
+            let epi = Epi::F {
+                alpha: 1.0,
+                beta: 0.0,
+                act,
+            };
+            (Mode::F, epi, cx.pool.add_f32(&all), n * k * 4)
+        }
+        _ => return Err(cx.unsupported("operand types (float, or 8-bit quantized a and b)")),
+    };
+    let np = round_up(m.max(1), NR);
+    let esize = match mode {
+        Mode::Q { .. } => 1i64,
+        Mode::F => 4,
+    };
+    let ysize = match &y.quant {
+        Some(q) => crate::emit::qsize(q.storage),
+        None => 4,
+    };
+    for (bi, &(ia, ib)) in blocks.iter().enumerate() {
+        let xo = e.ic((ia * m * k) as i64 * esize);
+        let xb = e.add(p.ins[0], xo);
+        zero_b(e, mode, p.scratch, k, m, np);
+        pack_b_matrix(e, mode, xb, p.scratch, np, m, k, k as i64, 1)?;
+        let yo = e.ic((bi * m * n) as i64 * ysize);
+        let yb = e.add(p.outs[0], yo);
+        let job = Job {
+            m: n,
+            n: m,
+            kp: k.div_ceil(2),
+            k,
+            np,
+            a: a_addr + ib * a_block_bytes,
+            b: p.scratch,
+            out: Strided {
+                ptr: yb,
+                sm: 1,
+                sn: n as i64,
+            },
+            init: None,
+            post: None,
+            row0: 0,
+        };
+        let z = e.ic(0);
+        emit_gemm(e, mode, &job, epi, z)?;
+    }
+    Ok(b_bytes(mode, k, np))
+}

@@ -1,0 +1,272 @@
+//! Property-style loops over random conv shapes (fixed seed): channels, kernel 1/3/5,
+//! stride 1/2, dilation 1/2, groups (1, depthwise, others), asymmetric paddings, odd
+//! sizes that are not multiples of the vector width; quantized under every rounding
+//! contract (bits) and float (rtol 1e-5).
+
+#![allow(clippy::panic, clippy::unwrap_used)]
+
+mod common;
+
+use common::{compare, inputs_for, node, node_q, pt, qconst, Rng};
+use qc_ir::{
+    Activation, ConvAttrs, DType, Graph, Op, QType, QuantParams, Tensor, TensorData, TensorType,
+};
+use qc_jit::Contract;
+
+struct Shape {
+    n: usize,
+    c_in: usize,
+    c_out: usize,
+    group: usize,
+    h: usize,
+    w: usize,
+    k: [usize; 2],
+    s: [usize; 2],
+    d: [usize; 2],
+    pads: [usize; 4],
+    act: Activation,
+}
+
+fn random_shape(rng: &mut Rng) -> Shape {
+    let kind = rng.below(4);
+    let (c_in, c_out, group) = match kind {
+        0 => {
+            let c = 1 + rng.below(12);
+            (c, c * (1 + rng.below(2)), c) // depthwise (multiplier 1 or 2)
+        }
+        1 => {
+            let g = 2 + rng.below(2);
+            (g * (1 + rng.below(4)), g * (1 + rng.below(5)), g)
+        }
+        _ => (1 + rng.below(19), 1 + rng.below(21), 1),
+    };
+    let ks = [1, 3, 5];
+    let k = [ks[rng.below(3)], ks[rng.below(3)]];
+    let s = [1 + rng.below(2), 1 + rng.below(2)];
+    let d = [1 + rng.below(2), 1 + rng.below(2)];
+    let pads = [rng.below(3), rng.below(3), rng.below(3), rng.below(3)];
+    // Input big enough for the dilated kernel.
+    let h = (d[0] * (k[0] - 1) + 1)
+        .saturating_sub(pads[0] + pads[2])
+        .max(1)
+        + rng.below(9);
+    let w = (d[1] * (k[1] - 1) + 1)
+        .saturating_sub(pads[1] + pads[3])
+        .max(1)
+        + rng.below(13);
+    let act = match rng.below(3) {
+        0 => Activation::None,
+        1 => Activation::Relu,
+        _ => Activation::Clip {
+            min: -0.5,
+            max: 3.0,
+        },
+    };
+    Shape {
+        n: 1 + rng.below(2),
+        c_in,
+        c_out,
+        group,
+        h,
+        w,
+        k,
+        s,
+        d,
+        pads,
+        act,
+    }
+}
+
+fn attrs(sh: &Shape) -> ConvAttrs {
+    ConvAttrs {
+        kernel: sh.k.to_vec(),
+        strides: sh.s.to_vec(),
+        dilations: sh.d.to_vec(),
+        pads: sh.pads.to_vec(),
+        group: sh.group,
+        act: sh.act,
+    }
+}
+
+fn quant_conv(rng: &mut Rng, sh: &Shape, xq: QType, per_channel: bool, bias: bool) -> Graph {
+    let mut g = Graph::new();
+    let (sx, zx) = (
+        0.02,
+        if xq == QType::U8 {
+            7 + rng.below(240) as i32
+        } else {
+            rng.range(-100, 100) as i32
+        },
+    );
+    let x = g.add_input(
+        "x",
+        TensorType::quantized(vec![sh.n, sh.c_in, sh.h, sh.w], pt(xq, sx, zx)),
+    );
+    let cin_g = sh.c_in / sh.group;
+    let wn = sh.c_out * cin_g * sh.k[0] * sh.k[1];
+    let wv: Vec<i8> = (0..wn).map(|_| rng.range(-127, 127) as i8).collect();
+    let wq = if per_channel {
+        QuantParams::per_axis(
+            QType::I8,
+            0,
+            (0..sh.c_out)
+                .map(|c| 0.002 + 0.001 * (c % 5) as f32)
+                .collect(),
+            vec![0; sh.c_out],
+        )
+    } else {
+        pt(QType::I8, 0.003, rng.range(-20, 20) as i32)
+    };
+    let w = qconst(
+        &mut g,
+        Tensor::new(vec![sh.c_out, cin_g, sh.k[0], sh.k[1]], TensorData::I8(wv)).expect("w"),
+        Some(wq),
+    );
+    let mut ins = vec![x, w];
+    if bias {
+        let bv: Vec<i32> = (0..sh.c_out)
+            .map(|_| rng.range(-3000, 3000) as i32)
+            .collect();
+        ins.push(qconst(
+            &mut g,
+            Tensor::new(vec![sh.c_out], TensorData::I32(bv)).expect("b"),
+            None,
+        ));
+    }
+    // An output scale that puts typical sums inside the 8-bit range.
+    let k = (cin_g * sh.k[0] * sh.k[1]) as f32;
+    let sy = sx * 0.003 * 40.0 * k.sqrt();
+    let y = node_q(&mut g, Op::Conv(attrs(sh)), &ins, pt(QType::U8, sy, 100));
+    g.add_output("y", y);
+    g
+}
+
+fn float_conv(rng: &mut Rng, sh: &Shape) -> Graph {
+    let mut g = Graph::new();
+    let x = g.add_input(
+        "x",
+        TensorType::new(DType::F32, vec![sh.n, sh.c_in, sh.h, sh.w]),
+    );
+    let cin_g = sh.c_in / sh.group;
+    let wn = sh.c_out * cin_g * sh.k[0] * sh.k[1];
+    let wv: Vec<f32> = (0..wn).map(|_| rng.f32(-1.0, 1.0)).collect();
+    let w = qconst(
+        &mut g,
+        Tensor::from_f32(vec![sh.c_out, cin_g, sh.k[0], sh.k[1]], wv).expect("w"),
+        None,
+    );
+    let bv: Vec<f32> = (0..sh.c_out).map(|_| rng.f32(-1.0, 1.0)).collect();
+    let b = qconst(
+        &mut g,
+        Tensor::from_f32(vec![sh.c_out], bv).expect("b"),
+        None,
+    );
+    let y = node(&mut g, Op::Conv(attrs(sh)), &[x, w, b]);
+    g.add_output("y", y);
+    g
+}
+
+fn describe(sh: &Shape) -> String {
+    format!(
+        "n{} cin{} cout{} g{} {}x{} k{:?} s{:?} d{:?} pads{:?} {:?}",
+        sh.n, sh.c_in, sh.c_out, sh.group, sh.h, sh.w, sh.k, sh.s, sh.d, sh.pads, sh.act
+    )
+}
+
+#[test]
+fn random_quantized_convs_are_bit_exact() {
+    let mut rng = Rng(0x51ed_2701);
+    for case in 0..60 {
+        let sh = random_shape(&mut rng);
+        let xq = if case % 3 == 0 { QType::I8 } else { QType::U8 };
+        let g = quant_conv(&mut rng, &sh, xq, case % 2 == 0, case % 4 != 1);
+        let contract = Contract::ALL[case % 3];
+        let ins = inputs_for(&g, case as u64);
+        compare(
+            &g,
+            &ins,
+            contract,
+            0.0,
+            &format!("case {case} {contract}: {}", describe(&sh)),
+        );
+    }
+}
+
+#[test]
+fn random_float_convs_match() {
+    let mut rng = Rng(0xf10a_7c0e);
+    for case in 0..40 {
+        let sh = random_shape(&mut rng);
+        let g = float_conv(&mut rng, &sh);
+        let ins = inputs_for(&g, case as u64);
+        // Same summation order as the interpreter: expected bit-identical, checked at 1e-5.
+        compare(
+            &g,
+            &ins,
+            Contract::Float,
+            1e-5,
+            &format!("case {case}: {}", describe(&sh)),
+        );
+    }
+}
+
+#[test]
+fn gemm_shapes_not_multiple_of_tiles() {
+    let mut rng = Rng(77);
+    for (m, k, n) in [
+        (1, 1, 1),
+        (1, 1280, 10),
+        (3, 7, 5),
+        (9, 16, 17),
+        (17, 33, 4),
+    ] {
+        for trans_b in [false, true] {
+            let mut g = Graph::new();
+            let a = g.add_input(
+                "a",
+                TensorType::quantized(vec![m, k], pt(QType::U8, 0.05, 120)),
+            );
+            let wd = if trans_b { vec![n, k] } else { vec![k, n] };
+            let wv: Vec<i8> = (0..k * n).map(|_| rng.range(-127, 127) as i8).collect();
+            let w = qconst(
+                &mut g,
+                Tensor::new(wd, TensorData::I8(wv)).expect("w"),
+                Some(QuantParams::per_axis(
+                    QType::I8,
+                    if trans_b { 0 } else { 1 },
+                    (0..n).map(|j| 0.001 + 0.0005 * (j % 3) as f32).collect(),
+                    vec![0; n],
+                )),
+            );
+            let c = qconst(
+                &mut g,
+                Tensor::new(
+                    vec![n],
+                    TensorData::I32((0..n as i32).map(|j| j * 37 - 50).collect()),
+                )
+                .expect("c"),
+                None,
+            );
+            let op = Op::Gemm(qc_ir::GemmAttrs {
+                alpha: 1.0,
+                beta: 1.0,
+                trans_a: false,
+                trans_b,
+                act: Activation::None,
+            });
+            let sy = 0.05 * 0.0015 * 30.0 * (k as f32).sqrt();
+            let y = node_q(&mut g, op, &[a, w, c], pt(QType::I8, sy, -3));
+            g.add_output("y", y);
+            for contract in Contract::ALL {
+                let ins = inputs_for(&g, 5);
+                compare(
+                    &g,
+                    &ins,
+                    contract,
+                    0.0,
+                    &format!("gemm {m}x{k}x{n} tb {trans_b} {contract}"),
+                );
+            }
+        }
+    }
+}
