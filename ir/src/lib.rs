@@ -10,6 +10,7 @@
 //! - [`verify`]: the verifier (order, definitions, types, shapes, quant params).
 //! - [`infer`]: shape and type inference for every op.
 
+pub mod cast;
 pub mod dtype;
 pub mod graph;
 pub mod infer;

@@ -182,7 +182,7 @@ fn fold_op(op: &Op, xs: &[(&Tensor, &TensorType)], out: &TensorType) -> Option<T
             if xt.is_quantized() || out.is_quantized() || *to != out.dtype {
                 return None;
             }
-            cast(x.data(), *to)?
+            x.data().cast(*to)
         }
         _ => return None,
     };
@@ -504,80 +504,9 @@ fn gather_raw(
     ))
 }
 
-/// A raw pad value as one element of `dtype` (the interpreter's `cast` of an f64).
-/// f16/bf16 only for +0.0, whose bits are 0 (no half-precision rounding here).
+/// A raw pad value as one element of `dtype` (the shared `TensorData::scalar`).
 fn raw_fill(v: f64, dtype: DType) -> Option<TensorData> {
-    match dtype {
-        DType::F16 | DType::BF16 if v.to_bits() == 0 => Some(TensorData::zeros(dtype, 1)),
-        DType::F16 | DType::BF16 => None,
-        _ => cast(&TensorData::F64(vec![v]), dtype),
-    }
-}
-
-/// One element read exactly: floats as f64, integers and bools as i128.
-#[derive(Clone, Copy)]
-enum Elem {
-    F(f64),
-    I(i128),
-}
-
-fn read(d: &TensorData) -> Vec<Elem> {
-    match d {
-        TensorData::F32(v) => v.iter().map(|&x| Elem::F(f64::from(x))).collect(),
-        TensorData::F64(v) => v.iter().map(|&x| Elem::F(x)).collect(),
-        // f16/bf16 decode exactly through f32 (qc-ir's reader).
-        TensorData::F16(_) | TensorData::BF16(_) => {
-            (0..d.len()).map(|i| Elem::F(d.get_f64(i))).collect()
-        }
-        TensorData::I8(v) => v.iter().map(|&x| Elem::I(i128::from(x))).collect(),
-        TensorData::U8(v) => v.iter().map(|&x| Elem::I(i128::from(x))).collect(),
-        TensorData::I16(v) => v.iter().map(|&x| Elem::I(i128::from(x))).collect(),
-        TensorData::U16(v) => v.iter().map(|&x| Elem::I(i128::from(x))).collect(),
-        TensorData::I32(v) => v.iter().map(|&x| Elem::I(i128::from(x))).collect(),
-        TensorData::U32(v) => v.iter().map(|&x| Elem::I(i128::from(x))).collect(),
-        TensorData::I64(v) => v.iter().map(|&x| Elem::I(i128::from(x))).collect(),
-        TensorData::U64(v) => v.iter().map(|&x| Elem::I(i128::from(x))).collect(),
-        TensorData::Bool(v) => v.iter().map(|&x| Elem::I(i128::from(x))).collect(),
-    }
-}
-
-/// ONNX Cast as the interpreter defines it (Rust `as`); no f16/bf16 targets.
-fn cast(d: &TensorData, to: DType) -> Option<TensorData> {
-    if d.dtype() == to {
-        return Some(d.clone());
-    }
-    let xs = read(d);
-    macro_rules! conv {
-        ($t:ty) => {
-            xs.iter()
-                .map(|e| match *e {
-                    Elem::F(f) => f as $t,
-                    Elem::I(i) => i as $t,
-                })
-                .collect()
-        };
-    }
-    Some(match to {
-        DType::F32 => TensorData::F32(conv!(f32)),
-        DType::F64 => TensorData::F64(conv!(f64)),
-        DType::I8 => TensorData::I8(conv!(i8)),
-        DType::U8 => TensorData::U8(conv!(u8)),
-        DType::I16 => TensorData::I16(conv!(i16)),
-        DType::U16 => TensorData::U16(conv!(u16)),
-        DType::I32 => TensorData::I32(conv!(i32)),
-        DType::U32 => TensorData::U32(conv!(u32)),
-        DType::I64 => TensorData::I64(conv!(i64)),
-        DType::U64 => TensorData::U64(conv!(u64)),
-        DType::Bool => TensorData::Bool(
-            xs.iter()
-                .map(|e| match *e {
-                    Elem::F(f) => f != 0.0,
-                    Elem::I(i) => i != 0,
-                })
-                .collect(),
-        ),
-        DType::F16 | DType::BF16 => return None,
-    })
+    Some(TensorData::scalar(v, dtype))
 }
 
 /// Flat index into an operand of `dims` broadcast (numpy rules) to the result `out`.
@@ -603,6 +532,17 @@ fn broadcast_index(o: usize, out: &[usize], dims: &[usize]) -> Option<usize> {
     Some(i)
 }
 
+/// The elements of an integer (or bool) tensor, exactly; `None` for floats.
+fn int_values(d: &TensorData) -> Option<Vec<i128>> {
+    match d {
+        TensorData::U64(v) => Some(v.iter().map(|&x| i128::from(x)).collect()),
+        d if d.dtype().is_int() || d.dtype() == DType::Bool => {
+            Some((0..d.len()).map(|i| i128::from(d.get_i64(i))).collect())
+        }
+        _ => None,
+    }
+}
+
 /// Elementwise arithmetic, broadcast to the result shape.
 fn elementwise(op: &Op, xs: &[(&Tensor, &TensorType)], out: &TensorType) -> Option<TensorData> {
     let dims = out.shape.dims();
@@ -623,15 +563,7 @@ fn elementwise(op: &Op, xs: &[(&Tensor, &TensorType)], out: &TensorType) -> Opti
     if raw_int {
         let vals: Vec<Vec<i128>> = xs
             .iter()
-            .map(|(t, _)| {
-                read(t.data())
-                    .into_iter()
-                    .map(|e| match e {
-                        Elem::I(i) => Some(i),
-                        Elem::F(_) => None,
-                    })
-                    .collect::<Option<Vec<_>>>()
-            })
+            .map(|(t, _)| int_values(t.data()))
             .collect::<Option<_>>()?;
         let (lo, hi) = int_range(out.dtype)?;
         let wrap = |x: i128| wrap_to(x, out.dtype);

@@ -38,7 +38,6 @@
 //! (data movement and `cast` stay exact for every dtype). Reductions over many
 //! elements (global average pool, reduce_mean) accumulate in f64.
 
-mod cast;
 mod conv;
 mod float;
 mod gemm;
@@ -51,7 +50,7 @@ mod util;
 
 use std::borrow::Cow;
 
-use qc_ir::{Graph, NodeId, Op, Tensor, TensorType, ValueDef, ValueId};
+use qc_ir::{Graph, NodeId, Op, Tensor, TensorData, TensorType, ValueDef, ValueId};
 
 pub use qm::Contract;
 
@@ -342,7 +341,7 @@ fn exec(
             if q(0) || out0()?.is_quantized() {
                 return Err("cast is defined on raw tensors only (use quantize/dequantize)".into());
             }
-            one(tensor(x.dims(), cast::cast(x.data(), *to))?)
+            one(tensor(x.dims(), x.data().cast(*to))?)
         }
         Op::ConvInteger(a) => {
             if (0..ins.len()).any(q) {
@@ -396,7 +395,7 @@ fn move_raw(op: &Op, ins: &[&Tensor]) -> KResult<Tensor> {
     // The pad value rides along as a one-element operand of the same variant.
     let fill;
     if let (Op::Pad { value, .. }, Some(first)) = (op, ins.first()) {
-        fill = cast::scalar(*value, first.dtype());
+        fill = TensorData::scalar(*value, first.dtype());
         datas.push(&fill);
     }
     let n_moved = ins.len();

@@ -283,85 +283,20 @@ pub(crate) fn slice(
     Tensor::new(shape, take(data.data(), &flat)?).map_err(|e| e.to_string())
 }
 
-/// One element, widened without loss.
-#[derive(Clone, Copy)]
-enum Elem {
-    F(f64),
-    I(i64),
-    U(u64),
-    B(bool),
-}
-
-fn elem(d: &TensorData, i: usize) -> Elem {
+/// Element `i` of an integer tensor, widened without loss (0 past the end).
+fn int_at(d: &TensorData, i: usize) -> i128 {
     match d {
-        TensorData::U64(v) => Elem::U(v.get(i).copied().unwrap_or(0)),
-        TensorData::Bool(v) => Elem::B(v.get(i).copied().unwrap_or(false)),
-        d if d.dtype().is_float() => Elem::F(if i < d.len() { d.get_f64(i) } else { 0.0 }),
-        d => Elem::I(if i < d.len() { d.get_i64(i) } else { 0 }),
+        TensorData::U64(v) => v.get(i).copied().map_or(0, i128::from),
+        d if i < d.len() => i128::from(d.get_i64(i)),
+        _ => 0,
     }
 }
 
-/// ONNX Cast of a constant. Float → integer truncates toward zero (through i64,
-/// saturating there, then wrapping into narrower types like a C cast of the i64);
-/// integer → integer wraps; anything → bool is `!= 0`.
+/// ONNX Cast of a constant: the one cast qc has (`TensorData::cast`), so a Cast folded
+/// here and one executed at run time agree.
 pub(crate) fn cast(t: &Tensor, to: DType) -> R<Tensor> {
-    let d = t.data();
-    let n = check_size(t.shape(), to)?;
-    let as_f64 = |e: Elem| match e {
-        Elem::F(x) => x,
-        Elem::I(x) => x as f64,
-        Elem::U(x) => x as f64,
-        Elem::B(b) => f64::from(u8::from(b)),
-    };
-    let as_f32 = |e: Elem| match e {
-        Elem::F(x) => x as f32,
-        Elem::I(x) => x as f32,
-        Elem::U(x) => x as f32,
-        Elem::B(b) => f32::from(u8::from(b)),
-    };
-    // Integer conversions: the value as an i64/u64 bit pattern, then `as` wraps.
-    let as_i64 = |e: Elem| match e {
-        Elem::F(x) => x.trunc() as i64,
-        Elem::I(x) => x,
-        Elem::U(x) => x as i64,
-        Elem::B(b) => i64::from(b),
-    };
-    let is_true = |e: Elem| match e {
-        Elem::F(x) => x != 0.0,
-        Elem::I(x) => x != 0,
-        Elem::U(x) => x != 0,
-        Elem::B(b) => b,
-    };
-    let it = (0..n).map(|i| elem(d, i));
-    let data = match to {
-        DType::F32 => TensorData::F32(it.map(as_f32).collect()),
-        DType::F64 => TensorData::F64(it.map(as_f64).collect()),
-        DType::F16 => TensorData::F16(
-            it.map(|e| half::f16::from_f64(as_f64(e)).to_bits())
-                .collect(),
-        ),
-        DType::BF16 => TensorData::BF16(
-            it.map(|e| half::bf16::from_f64(as_f64(e)).to_bits())
-                .collect(),
-        ),
-        DType::I8 => TensorData::I8(it.map(|e| as_i64(e) as i8).collect()),
-        DType::U8 => TensorData::U8(it.map(|e| as_i64(e) as u8).collect()),
-        DType::I16 => TensorData::I16(it.map(|e| as_i64(e) as i16).collect()),
-        DType::U16 => TensorData::U16(it.map(|e| as_i64(e) as u16).collect()),
-        DType::I32 => TensorData::I32(it.map(|e| as_i64(e) as i32).collect()),
-        DType::U32 => TensorData::U32(it.map(|e| as_i64(e) as u32).collect()),
-        DType::I64 => TensorData::I64(it.map(as_i64).collect()),
-        DType::U64 => TensorData::U64(
-            it.map(|e| match e {
-                Elem::U(x) => x,
-                Elem::F(x) if x >= 0.0 => x.trunc() as u64,
-                e => as_i64(e) as u64,
-            })
-            .collect(),
-        ),
-        DType::Bool => TensorData::Bool(it.map(is_true).collect()),
-    };
-    Tensor::new(t.shape().clone(), data).map_err(|e| e.to_string())
+    check_size(t.shape(), to)?;
+    Tensor::new(t.shape().clone(), t.data().cast(to)).map_err(|e| e.to_string())
 }
 
 /// Integer arithmetic of the shape computations.
@@ -393,13 +328,7 @@ pub(crate) fn int_binary(op: IntOp, a: &Tensor, b: &Tensor) -> Option<Tensor> {
     }
     let ia = broadcast_index(shape.dims(), a.dims());
     let ib = broadcast_index(shape.dims(), b.dims());
-    let val = |t: &Tensor, i: usize| -> i128 {
-        match elem(t.data(), i) {
-            Elem::U(x) => i128::from(x),
-            Elem::I(x) => i128::from(x),
-            _ => 0,
-        }
-    };
+    let val = |t: &Tensor, i: usize| int_at(t.data(), i);
     let (lo, hi) = int_range(dtype)?;
     let mut out = Vec::with_capacity(n);
     for (&i, &j) in ia.iter().zip(&ib) {

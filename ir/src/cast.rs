@@ -1,4 +1,5 @@
-//! `cast` between all element types (ONNX Cast on raw tensors).
+//! Element type conversion between all dtypes: ONNX Cast as qc defines it. The one
+//! implementation the importer's constant folding, the passes and the interpreter share.
 //!
 //! - to f16/bf16/f32/f64: round to nearest even (f16/bf16 via `half`), from
 //!   integers directly (no double rounding through f64 for f32 targets);
@@ -7,7 +8,7 @@
 //! - integer → integer: wraps (numpy `astype`);
 //! - to bool: nonzero (NaN included) is true; from bool: 0 / 1.
 
-use qc_ir::{DType, TensorData};
+use crate::{DType, TensorData};
 
 /// One element read exactly: floats widen to f64 losslessly, integers to i128.
 #[derive(Clone, Copy)]
@@ -52,7 +53,7 @@ macro_rules! to_int {
 }
 
 /// Convert every element of `d` to `to`.
-pub(crate) fn cast(d: &TensorData, to: DType) -> TensorData {
+fn cast(d: &TensorData, to: DType) -> TensorData {
     if d.dtype() == to {
         return d.clone();
     }
@@ -100,7 +101,14 @@ pub(crate) fn cast(d: &TensorData, to: DType) -> TensorData {
     }
 }
 
-/// A real scalar as one element of `to` (pad values, clip bounds).
-pub(crate) fn scalar(v: f64, to: DType) -> TensorData {
-    cast(&TensorData::F64(vec![v]), to)
+impl TensorData {
+    /// Every element converted to `to` (see the module docs for the rules).
+    pub fn cast(&self, to: DType) -> TensorData {
+        cast(self, to)
+    }
+
+    /// A real scalar as one element of `to` (pad values, clip bounds).
+    pub fn scalar(v: f64, to: DType) -> TensorData {
+        cast(&TensorData::F64(vec![v]), to)
+    }
 }
