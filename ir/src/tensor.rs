@@ -148,7 +148,7 @@ impl TensorData {
     /// Decode little-endian bytes; errors if the length is not a multiple of the size.
     pub fn from_le_bytes(dtype: DType, bytes: &[u8]) -> Result<TensorData> {
         let size = dtype.size();
-        if bytes.len() % size != 0 {
+        if !bytes.len().is_multiple_of(size) {
             return Err(Error::Tensor(format!(
                 "{} bytes is not a whole number of {} elements",
                 bytes.len(),

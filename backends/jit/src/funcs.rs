@@ -105,6 +105,10 @@ pub(crate) extern "C" fn qc_jit_sqrtf(x: f32) -> f32 {
     x.sqrt()
 }
 
+pub(crate) extern "C" fn qc_jit_logf(x: f32) -> f32 {
+    x.ln()
+}
+
 /// A callback the generated code may call: `f32 -> f32`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Callback {
@@ -112,14 +116,16 @@ pub(crate) enum Callback {
     Tanh,
     Exp,
     Sqrt,
+    Ln,
 }
 
 impl Callback {
-    pub(crate) const ALL: [Callback; 4] = [
+    pub(crate) const ALL: [Callback; 5] = [
         Callback::Sigmoid,
         Callback::Tanh,
         Callback::Exp,
         Callback::Sqrt,
+        Callback::Ln,
     ];
 
     pub(crate) fn symbol(self) -> &'static str {
@@ -128,6 +134,7 @@ impl Callback {
             Callback::Tanh => "qc_jit_tanh",
             Callback::Exp => "qc_jit_expf",
             Callback::Sqrt => "qc_jit_sqrtf",
+            Callback::Ln => "qc_jit_logf",
         }
     }
 
@@ -137,6 +144,7 @@ impl Callback {
             Callback::Tanh => qc_jit_tanh,
             Callback::Exp => qc_jit_expf,
             Callback::Sqrt => qc_jit_sqrtf,
+            Callback::Ln => qc_jit_logf,
         };
         f as *const u8
     }

@@ -23,8 +23,10 @@
 //!   tiles of 128-bit vectors (int8: i16 pairs through the `pmaddwd` pattern; f32:
 //!   `fmul` + `fadd` in k order), scalar tails for sizes that are not multiples of
 //!   the tile. Everything else is scalar generated code (module `lower`).
-//! - [`KernelSet::Auto`] and [`KernelSet::Cranelift`] generate the same code today;
-//!   `Auto` is where native micro-kernels (VNNI, `sdot`) will plug in.
+//! - [`KernelSet::Auto`] lets quantized GEMM tiles call native `std::arch`
+//!   micro-kernels (module `kernels`; AVX-512 VNNI, AVX2) chosen by run-time feature
+//!   detection; [`KernelSet::Cranelift`] keeps everything in generated code. Both
+//!   give the same bits.
 //! - Every op is matched exhaustively (no `_ =>` arm); an op or type combination
 //!   without a lowering is [`Error::Unsupported`] naming the node and op.
 //! - [`CompiledModel`] is `Send + Sync`: the code and constants are immutable after
@@ -34,9 +36,11 @@
 
 mod emit;
 mod funcs;
+mod kernels;
 mod linear;
 mod lower;
 mod mem;
+mod ops;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -58,8 +62,8 @@ pub use qc_qmath::Contract;
 /// Which implementation the innermost GEMM/conv tiles use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KernelSet {
-    /// The best available: for now the same as [`KernelSet::Cranelift`]; later native
-    /// micro-kernels chosen by CPU feature detection.
+    /// The best available: native micro-kernels chosen by CPU feature detection for
+    /// quantized tiles (AVX-512 VNNI, AVX2), generated code elsewhere.
     #[default]
     Auto,
     /// Everything in Cranelift-generated code (128-bit SIMD).

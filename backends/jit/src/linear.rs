@@ -20,16 +20,34 @@
 //! and matmul — so only gemm with `trans_b` (the interpreter's dot product uses 8
 //! partial sums) differs by rounding.
 //!
-//! `B`'s columns are padded with zeros to a multiple of the tile width [`NR`], and
-//! its k to a multiple of 2 (quantized); stores skip the padding.
+//! **Tiles.** The innermost tile is either Cranelift code ([`MR`]×[`NR`], 128-bit) or,
+//! under `KernelSet::Auto` on a host that has one, a native micro-kernel from
+//! `kernels` (chosen once per compilation, passed around as data): the generated loop
+//! nest calls it per `mr × nr` tile through `call_indirect` on its address, the kernel
+//! leaves the tile's i32 sums in scratch, and the generated epilogue finishes them —
+//! the same epilogue either way, so both paths produce the same bits. Quantized conv
+//! on a host with `vpdpbusd` uses the *quad* form (u8 × i8 quads, zero-point
+//! correction folded into the bias; exactness argued at `quad_setup`) when every
+//! `w - zw` fits i8 and the bias is constant; otherwise the pair form above.
+//! Depthwise-shaped conv (one input channel and at most 4 outputs per group) with a
+//! native row kernel skips the GEMM: the kernel sums the raw im2col rows per output
+//! channel (exactness argued at `dw_setup`) and the generated epilogue finishes them.
+//!
+//! `B`'s columns are padded to a multiple of the tile width (and of 16); padding
+//! columns (zero or stale scratch) only feed accumulators whose stores are skipped.
+//! Quantized conv packs `B` without per-element bounds checks (see `im2col_raw`),
+//! and a 1×1, stride-1, unpadded conv reads its input directly (no im2col).
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::{
+    types, AbiParam, Endianness, InstBuilder, MemFlagsData, SigRef, Signature, Value,
+};
 use cranelift_frontend::Variable;
 use qc_ir::{Activation, ConvAttrs, GemmAttrs, QType, QuantParams, Tensor, TensorType};
 use qc_qmath::{Contract, Requantizer};
 
 use crate::emit::{mf, E, F32, I32, I64};
+use crate::kernels::{self, PairTile};
 use crate::lower::{numel, Cx, Ptrs};
 use crate::Result;
 
@@ -95,6 +113,8 @@ struct Job {
     post: Option<Strided>,
     /// Channel index of row 0 in the epilogue tables.
     row0: usize,
+    /// The native tile kernel and its output buffer (scratch), if one is used.
+    native: Option<(PairTile, Value)>,
 }
 
 fn round_up(x: usize, m: usize) -> usize {
@@ -282,6 +302,45 @@ fn b_bytes(mode: Mode, k: usize, np: usize) -> usize {
     }
 }
 
+/// The native tile kernel for an op in `mode`, if the options and the host allow one.
+fn native_for(cx: &Cx, mode: Mode) -> Option<PairTile> {
+    match mode {
+        Mode::Q { .. } => kernels::pair_tile(cx.opts.kernels),
+        Mode::F => None,
+    }
+}
+
+/// Columns of packed `B`: `n` padded to the tile width, and to 16 (the width of one
+/// `pair_pack` step).
+fn pad_cols(n: usize, native: Option<PairTile>) -> usize {
+    round_up(n.max(1), native.map_or(NR, |t| t.nr).max(16))
+}
+
+/// Byte offset in scratch of the native tile's output buffer (after packed `B`).
+fn tile_buf_offset(mode: Mode, k: usize, np: usize) -> usize {
+    round_up(b_bytes(mode, k, np), 64)
+}
+
+/// Scratch bytes of one GEMM: packed `B`, plus the native tile buffer if used.
+fn scratch_bytes(mode: Mode, k: usize, np: usize, native: Option<PairTile>) -> usize {
+    match native {
+        Some(t) => tile_buf_offset(mode, k, np) + t.mr * t.nr * 4,
+        None => b_bytes(mode, k, np),
+    }
+}
+
+/// The native tile buffer's address, if `native` is used.
+fn native_buf(
+    e: &mut E,
+    mode: Mode,
+    scratch: Value,
+    k: usize,
+    np: usize,
+    native: Option<PairTile>,
+) -> Option<(PairTile, Value)> {
+    native.map(|t| (t, e.addi(scratch, tile_buf_offset(mode, k, np) as i64)))
+}
+
 /// Zero the packed `B` where it is padding (the odd last k, columns past `n`).
 fn zero_b(e: &mut E, mode: Mode, b: Value, k: usize, n: usize, np: usize) {
     if (matches!(mode, Mode::Q { .. }) && k % 2 == 1) || np != n {
@@ -311,6 +370,9 @@ fn le() -> MemFlagsData {
 /// Emit the whole GEMM of `job` with epilogue `epi`, for rows
 /// `row_start..row_start + job.m` (absolute rows of `A`, the tables and the output).
 fn emit_gemm(e: &mut E, mode: Mode, job: &Job, epi: Epi, row_start: Value) -> Result<()> {
+    if let (Mode::Q { .. }, Some((t, buf))) = (mode, job.native) {
+        return emit_gemm_native(e, mode, job, epi, row_start, t, buf);
+    }
     let mr_full = job.m / MR;
     let m_rem = job.m % MR;
     let nt_full = job.n / NR;
@@ -451,6 +513,143 @@ fn tile(
     for (r, acc) in accs.iter().enumerate() {
         let row = e.addi(mi, r as i64);
         let vecs = [e.b.use_var(acc[0]), e.b.use_var(acc[1])];
+        finish_row(e, mode, job, epi, row, ni, vecs, cols)?;
+    }
+    Ok(())
+}
+
+/// The epilogue of `cols` (at most [`NR`]) accumulators of one row at column `ni`,
+/// given as two i32x4 / f32x4 vectors.
+#[allow(clippy::too_many_arguments)]
+fn finish_row(
+    e: &mut E,
+    mode: Mode,
+    job: &Job,
+    epi: Epi,
+    row: Value,
+    ni: Value,
+    vecs: [Value; 2],
+    cols: usize,
+) -> Result<()> {
+    if let (
+        Mode::Q { .. },
+        Epi::Q {
+            table,
+            q,
+            contract: Contract::Float,
+        },
+    ) = (mode, epi)
+    {
+        if job.init.is_none_or(|s| s.sn == 0) {
+            return vector_requant(e, job, table, q, row, ni, vecs, cols);
+        }
+    }
+    // The general epilogue, one element at a time.
+    for c in 0..cols {
+        let lane = e.b.ins().extractlane(vecs[c / 4], (c % 4) as u8);
+        let col = e.addi(ni, c as i64);
+        epilogue(e, mode, job, epi, row, col, lane)?;
+    }
+    Ok(())
+}
+
+/// [`emit_gemm`] through a native tile kernel: the generated loops walk the
+/// `t.mr × t.nr` tiles, call the kernel for each (it leaves the tile's i32 sums in
+/// `buf`), then run the same epilogue as the Cranelift tiles on those sums.
+#[allow(clippy::too_many_arguments)]
+fn emit_gemm_native(
+    e: &mut E,
+    mode: Mode,
+    job: &Job,
+    epi: Epi,
+    row_start: Value,
+    t: PairTile,
+    buf: Value,
+) -> Result<()> {
+    let mut sig = Signature::new(e.cfg.default_call_conv);
+    for _ in 0..7 {
+        sig.params.push(AbiParam::new(I64));
+    }
+    let sr = e.b.import_signature(sig);
+    let full = job.m / t.mr;
+    let rem = job.m % t.mr;
+    if full > 0 {
+        e.for_n(full, |e, mt| {
+            let mi = e.muli(mt, t.mr as i64);
+            let mi = e.add(mi, row_start);
+            native_tiles(e, mode, job, epi, mi, t.mr, t, buf, sr)
+        })?;
+    }
+    if rem > 0 {
+        let mi = e.addi(row_start, (full * t.mr) as i64);
+        native_tiles(e, mode, job, epi, mi, rem, t, buf, sr)?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn native_tiles(
+    e: &mut E,
+    mode: Mode,
+    job: &Job,
+    epi: Epi,
+    mi: Value,
+    mr: usize,
+    t: PairTile,
+    buf: Value,
+    sr: SigRef,
+) -> Result<()> {
+    let nt_full = job.n / t.nr;
+    let n_rem = job.n % t.nr;
+    e.for_n(nt_full, |e, nt| {
+        let ni = e.muli(nt, t.nr as i64);
+        native_tile(e, mode, job, epi, mi, mr, ni, t.nr, t, buf, sr)
+    })?;
+    if n_rem > 0 {
+        let ni = e.ic((nt_full * t.nr) as i64);
+        native_tile(e, mode, job, epi, mi, mr, ni, n_rem, t, buf, sr)?;
+    }
+    Ok(())
+}
+
+/// One native tile at (`mi`, `ni`), `mr` rows, storing its first `cols` columns.
+///
+/// The kernel reads rows `mi..mi + mr` of packed `A` (all exist: `mr` is clipped to
+/// the rows left) and columns `ni..ni + t.nr` of packed `B` (all exist: `B`'s columns
+/// are padded to a multiple of `t.nr` by [`pad_cols`]), `kp` pair steps each.
+#[allow(clippy::too_many_arguments)]
+fn native_tile(
+    e: &mut E,
+    mode: Mode,
+    job: &Job,
+    epi: Epi,
+    mi: Value,
+    mr: usize,
+    ni: Value,
+    cols: usize,
+    t: PairTile,
+    buf: Value,
+    sr: SigRef,
+) -> Result<()> {
+    let a_row = (job.kp * 4) as i64;
+    let a_base = e.ic(job.a as i64);
+    let ap = e.muli(mi, a_row);
+    let ap = e.add(a_base, ap);
+    let bp = e.muli(ni, 4);
+    let bp = e.add(job.b, bp);
+    let args = [
+        ap,
+        e.ic(a_row),
+        bp,
+        e.ic((job.np * 4) as i64),
+        e.ic(job.kp as i64),
+        e.ic(mr as i64),
+        buf,
+    ];
+    let f = e.ic(t.addr as i64);
+    e.b.ins().call_indirect(sr, f, &args);
+    for r in 0..mr {
+        let row = e.addi(mi, r as i64);
         if let (
             Mode::Q { .. },
             Epi::Q {
@@ -461,15 +660,17 @@ fn tile(
         ) = (mode, epi)
         {
             if job.init.is_none_or(|s| s.sn == 0) {
-                vector_requant(e, job, table, q, row, ni, vecs, cols)?;
+                row_requant(e, job, table, q, row, ni, buf, (r * t.nr * 4) as i32, cols);
                 continue;
             }
         }
-        // The general epilogue, one element at a time.
-        for c in 0..cols {
-            let lane = e.b.ins().extractlane(vecs[c / 4], (c % 4) as u8);
-            let col = e.addi(ni, c as i64);
-            epilogue(e, mode, job, epi, row, col, lane)?;
+        for ch in 0..cols.div_ceil(NR) {
+            let c = (cols - ch * NR).min(NR);
+            let off = ((r * t.nr + ch * NR) * 4) as i32;
+            let v0 = e.b.ins().load(types::I32X4, mf(), buf, off);
+            let v1 = e.b.ins().load(types::I32X4, mf(), buf, off + 16);
+            let nc = e.addi(ni, (ch * NR) as i64);
+            finish_row(e, mode, job, epi, row, nc, [v0, v1], c)?;
         }
     }
     Ok(())
@@ -478,10 +679,95 @@ fn tile(
 /// The `float` contract's epilogue on whole vectors: `acc (+ bias) → f32 → × m →
 /// round half even → + zp → clamp [lo, hi]`, then narrow and store `cols` elements.
 ///
-/// Equal to the scalar sequence: the rounded product is clamped to ±2^30 before the
-/// conversion (exact, and any such value saturates an 8/16-bit result anyway), so the
-/// `+ zp` cannot overflow; `lo`/`hi` lie inside the storage range, so clamping to them
-/// after saturation is clamping to them alone.
+/// Equal to the scalar sequence: for integers, `clamp(r + zp, lo, hi) =
+/// clamp(r, lo - zp, hi - zp) + zp`, so the vector code clamps the converted `r` to
+/// `[lo - zp, hi - zp]` (bounds of at most 17 bits) and then adds `zp`, which cannot
+/// overflow. The conversion saturates to i32 (NaN to 0, as the scalar code's `as`), and
+/// a saturated `r` lies beyond those bounds exactly when the true `r` does, so the
+/// clamp gives the same value; `lo`/`hi` lie inside the storage range, so clamping to
+/// them after saturation is clamping to them alone.
+struct Rq {
+    bias: Option<Value>,
+    m: Value,
+    zp: Value,
+    /// `lo - zp`, `hi - zp`.
+    lo_z: Value,
+    hi_z: Value,
+}
+
+fn requant_setup(e: &mut E, job: &Job, table: usize, row: Value) -> Rq {
+    let ch = e.addi(row, job.row0 as i64);
+    let t = e.ic(table as i64);
+    let rec = e.addr(t, ch, RECORD as i64, 0);
+    let m = e.b.ins().load(F32, mf(), rec, 0);
+    let zp = e.b.ins().load(I32, mf(), rec, 4);
+    let lo = e.b.ins().load(I32, mf(), rec, 8);
+    let hi = e.b.ins().load(I32, mf(), rec, 12);
+    let bias = job.init.map(|s| {
+        let i = e.muli(row, s.sm);
+        let a = e.addr(s.ptr, i, 4, 0);
+        let b = e.b.ins().load(I32, mf(), a, 0);
+        e.b.ins().splat(types::I32X4, b)
+    });
+    let lo_z = e.b.ins().isub(lo, zp);
+    let hi_z = e.b.ins().isub(hi, zp);
+    Rq {
+        bias,
+        m: e.b.ins().splat(types::F32X4, m),
+        zp: e.b.ins().splat(types::I32X4, zp),
+        lo_z: e.b.ins().splat(types::I32X4, lo_z),
+        hi_z: e.b.ins().splat(types::I32X4, hi_z),
+    }
+}
+
+/// One vector of accumulators to clamped i32 results (see [`vector_requant`]).
+fn requant_vec(e: &mut E, c: &Rq, acc: Value) -> Value {
+    let acc = match c.bias {
+        Some(b) => e.b.ins().iadd(acc, b),
+        None => acc,
+    };
+    let f = e.b.ins().fcvt_from_sint(types::F32X4, acc);
+    let f = e.b.ins().fmul(f, c.m);
+    let r = e.b.ins().nearest(f);
+    let i = e.b.ins().fcvt_to_sint_sat(types::I32X4, r);
+    let i = e.b.ins().smax(i, c.lo_z);
+    let i = e.b.ins().smin(i, c.hi_z);
+    e.b.ins().iadd(i, c.zp)
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Store the first `lanes` of clamped results `i` at `base + off` (element stride
+/// `step` bytes, element size `esize`).
+fn store_lanes(
+    e: &mut E,
+    q: QType,
+    i: Value,
+    base: Value,
+    off: i64,
+    step: i64,
+    esize: i64,
+    lanes: usize,
+) {
+    if lanes == 4 && step == 1 && esize == 1 {
+        // Contiguous 8-bit: narrow i32x4 -> i16x8 -> i8x16 (values already in
+        // range, so the saturating narrows are exact) and store 4 bytes.
+        let h = e.b.ins().snarrow(i, i);
+        let b = if q == QType::U8 {
+            e.b.ins().unarrow(h, h)
+        } else {
+            e.b.ins().snarrow(h, h)
+        };
+        let w = e.b.ins().bitcast(types::I32X4, le(), b);
+        let w = e.b.ins().extractlane(w, 0);
+        e.b.ins().store(mf(), w, base, off as i32);
+    } else {
+        for l in 0..lanes {
+            let v = e.b.ins().extractlane(i, l as u8);
+            e.store_q(q, v, base, (off + l as i64 * step) as i32);
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn vector_requant(
     e: &mut E,
@@ -493,75 +779,73 @@ fn vector_requant(
     vecs: [Value; 2],
     cols: usize,
 ) -> Result<()> {
-    let ch = e.addi(row, job.row0 as i64);
-    let t = e.ic(table as i64);
-    let rec = e.addr(t, ch, RECORD as i64, 0);
-    let m = e.b.ins().load(F32, mf(), rec, 0);
-    let zp = e.b.ins().load(I32, mf(), rec, 4);
-    let lo = e.b.ins().load(I32, mf(), rec, 8);
-    let hi = e.b.ins().load(I32, mf(), rec, 12);
-    let bias = match job.init {
-        Some(s) => {
-            let i = e.muli(row, s.sm);
-            let a = e.addr(s.ptr, i, 4, 0);
-            let b = e.b.ins().load(I32, mf(), a, 0);
-            Some(e.b.ins().splat(types::I32X4, b))
-        }
-        None => None,
-    };
-    let mv = e.b.ins().splat(types::F32X4, m);
-    let zv = e.b.ins().splat(types::I32X4, zp);
-    let lov = e.b.ins().splat(types::I32X4, lo);
-    let hiv = e.b.ins().splat(types::I32X4, hi);
-    let big = e.f32c(1_073_741_824.0);
-    let bigv = e.b.ins().splat(types::F32X4, big);
-    let nbig = e.f32c(-1_073_741_824.0);
-    let nbigv = e.b.ins().splat(types::F32X4, nbig);
+    let c = requant_setup(e, job, table, row);
     let oi = e.muli(row, job.out.sm);
     let t = e.muli(ni, job.out.sn);
     let oi = e.add(oi, t);
     let esize = crate::emit::qsize(q);
     let base = e.addr(job.out.ptr, oi, esize, 0);
+    let step = job.out.sn * esize;
     for (vi, &acc) in vecs.iter().enumerate() {
         let lanes = cols.saturating_sub(4 * vi).min(4);
         if lanes == 0 {
             break;
         }
-        let acc = match bias {
-            Some(b) => e.b.ins().iadd(acc, b),
-            None => acc,
-        };
-        let f = e.b.ins().fcvt_from_sint(types::F32X4, acc);
-        let f = e.b.ins().fmul(f, mv);
-        let r = e.b.ins().nearest(f);
-        let r = e.b.ins().fmax(r, nbigv);
-        let r = e.b.ins().fmin(r, bigv);
-        let i = e.b.ins().fcvt_to_sint_sat(types::I32X4, r);
-        let i = e.b.ins().iadd(i, zv);
-        let i = e.b.ins().smax(i, lov);
-        let i = e.b.ins().smin(i, hiv);
-        let step = job.out.sn * esize;
-        if lanes == 4 && step == 1 && esize == 1 {
-            // Contiguous 8-bit: narrow i32x4 -> i16x8 -> i8x16 (values already in
-            // range, so the saturating narrows are exact) and store 4 bytes.
-            let h = e.b.ins().snarrow(i, i);
-            let b = if q == QType::U8 {
-                e.b.ins().unarrow(h, h)
-            } else {
-                e.b.ins().snarrow(h, h)
-            };
-            let w = e.b.ins().bitcast(types::I32X4, le(), b);
-            let w = e.b.ins().extractlane(w, 0);
-            e.b.ins().store(mf(), w, base, (4 * vi) as i32);
-        } else {
-            for l in 0..lanes {
-                let v = e.b.ins().extractlane(i, l as u8);
-                let off = ((4 * vi + l) as i64 * step) as i32;
-                e.store_q(q, v, base, off);
-            }
-        }
+        let i = requant_vec(e, &c, acc);
+        store_lanes(e, q, i, base, 4 * vi as i64 * step, step, esize, lanes);
     }
     Ok(())
+}
+
+/// [`vector_requant`] of a whole native-tile row (`cols` sums at `src`), the row's
+/// constants set up once; 16 contiguous 8-bit results narrow into one 16-byte store.
+#[allow(clippy::too_many_arguments)]
+fn row_requant(
+    e: &mut E,
+    job: &Job,
+    table: usize,
+    q: QType,
+    row: Value,
+    ni: Value,
+    src: Value,
+    src_off: i32,
+    cols: usize,
+) {
+    let c = requant_setup(e, job, table, row);
+    let oi = e.muli(row, job.out.sm);
+    let t = e.muli(ni, job.out.sn);
+    let oi = e.add(oi, t);
+    let esize = crate::emit::qsize(q);
+    let base = e.addr(job.out.ptr, oi, esize, 0);
+    let step = job.out.sn * esize;
+    let mut col = 0;
+    while col < cols {
+        if cols - col >= 16 && step == 1 && esize == 1 {
+            let mut v = [src; 4];
+            for (j, v) in v.iter_mut().enumerate() {
+                let off = src_off + (4 * (col + 4 * j)) as i32;
+                let acc = e.b.ins().load(types::I32X4, mf(), src, off);
+                *v = requant_vec(e, &c, acc);
+            }
+            let h0 = e.b.ins().snarrow(v[0], v[1]);
+            let h1 = e.b.ins().snarrow(v[2], v[3]);
+            let b = if q == QType::U8 {
+                e.b.ins().unarrow(h0, h1)
+            } else {
+                e.b.ins().snarrow(h0, h1)
+            };
+            e.b.ins().store(mf(), b, base, col as i32);
+            col += 16;
+        } else {
+            let lanes = (cols - col).min(4);
+            let acc =
+                e.b.ins()
+                    .load(types::I32X4, mf(), src, src_off + (4 * col) as i32);
+            let i = requant_vec(e, &c, acc);
+            store_lanes(e, q, i, base, col as i64 * step, step, esize, lanes);
+            col += 4;
+        }
+    }
 }
 
 /// Finish one accumulator at (row, col) and store it.
@@ -762,7 +1046,10 @@ fn conv_geom(a: &ConvAttrs, x: &[usize], w: &[usize], y: &[usize]) -> Option<Con
         dil: sp3(&a.dilations, rank, 1)?,
         pad: pads,
     };
-    if g.c_in % g.group != 0 || g.c_out % g.group != 0 || w[1] * g.group != g.c_in {
+    if !g.c_in.is_multiple_of(g.group)
+        || !g.c_out.is_multiple_of(g.group)
+        || w[1] * g.group != g.c_in
+    {
         return None;
     }
     Some(g)
@@ -829,6 +1116,544 @@ fn im2col(e: &mut E, mode: Mode, g: &ConvGeom, x: Value, b: Value, np: usize) ->
     })
 }
 
+// ---------------------------------------------------------------- quantized im2col
+//
+// Quantized conv packs `B` in two phases, both free of per-element bounds checks:
+// 1. `im2col_raw`: row `k` of a byte matrix `R[k][n]` holds the input bytes that tap
+//    `k` reads at each output position, the zero point's byte where it reads padding.
+//    The in-bounds output range of every tap is computed at compile time (taps are
+//    unrolled), so the interior is straight copies (16-byte vectors at stride 1).
+//    A 1×1, stride-1, unpadded conv skips this phase: `R` is the input itself.
+// 2. `pair_pack`: rows `2q`, `2q+1` of `R` become pair step `q` of `B`: widened to
+//    i16, minus the zero point, interleaved, 16 columns per iteration. The padding
+//    byte minus the zero point is 0, the value the interpreter uses for padding; an
+//    odd last row pairs with zeros. `B`'s columns from `n` to `np` are not written:
+//    they only feed accumulator columns that are never stored.
+
+/// Output positions `o` in `0..out` whose input coordinate `o * s + off` lies in
+/// `0..inp`, as a half-open range (empty when `lo == hi`).
+fn valid_range(out: usize, inp: usize, s: usize, off: i64) -> (usize, usize) {
+    let (s, inp) = (s as i64, inp as i64);
+    let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
+    let hi = if inp - 1 - off < 0 {
+        0
+    } else {
+        (inp - 1 - off) / s + 1
+    };
+    let lo = lo.clamp(0, out as i64) as usize;
+    let hi = hi.clamp(0, out as i64) as usize;
+    (lo, hi.max(lo))
+}
+
+/// Store `len` (static) bytes of `v` (an i8x16 splat) at `dst`.
+fn fill_static(e: &mut E, dst: Value, len: usize, v: Value, byte: Value) {
+    if len >= 16 {
+        let full = len / 16;
+        if full > 8 {
+            let _ = e.for_n(full, |e, i| {
+                let o = e.muli(i, 16);
+                let a = e.add(dst, o);
+                e.b.ins().store(mf(), v, a, 0);
+                Ok(())
+            });
+        } else {
+            for i in 0..full {
+                e.b.ins().store(mf(), v, dst, (16 * i) as i32);
+            }
+        }
+        if !len.is_multiple_of(16) {
+            // The last 16 bytes, overlapping what is already filled.
+            e.b.ins().store(mf(), v, dst, (len - 16) as i32);
+        }
+    } else {
+        for i in 0..len {
+            e.b.ins().istore8(mf(), byte, dst, i as i32);
+        }
+    }
+}
+
+/// Copy `len` (static) contiguous bytes from `src` to `dst` (not overlapping).
+fn copy_static(e: &mut E, dst: Value, src: Value, len: usize) {
+    let v16 = |e: &mut E, off: i32| {
+        let v = e.b.ins().load(types::I8X16, mf(), src, off);
+        e.b.ins().store(mf(), v, dst, off);
+    };
+    if len >= 16 {
+        let full = len / 16;
+        if full > 8 {
+            let _ = e.for_n(full, |e, i| {
+                let o = e.muli(i, 16);
+                let s = e.add(src, o);
+                let d = e.add(dst, o);
+                let v = e.b.ins().load(types::I8X16, mf(), s, 0);
+                e.b.ins().store(mf(), v, d, 0);
+                Ok(())
+            });
+        } else {
+            for i in 0..full {
+                v16(e, (16 * i) as i32);
+            }
+        }
+        if !len.is_multiple_of(16) {
+            v16(e, (len - 16) as i32);
+        }
+    } else {
+        let mut i = 0;
+        for (w, ty) in [(8, I64), (4, I32), (2, types::I16), (1, types::I8)] {
+            while len - i >= w {
+                let v = e.b.ins().load(ty, mf(), src, i as i32);
+                e.b.ins().store(mf(), v, dst, i as i32);
+                i += w;
+            }
+        }
+    }
+}
+
+/// Phase 1 for one (batch, group): `R[k][n]` bytes at `raw` from the group's input at
+/// `x`; `zx` is the zero point (its low byte is the storage byte).
+fn im2col_raw(e: &mut E, zx: i32, g: &ConvGeom, x: Value, raw: Value) -> Result<()> {
+    let cin_g = g.c_in / g.group;
+    let [id_, ih_, iw_] = g.in_sp;
+    let [od_, oh_, ow_] = g.out_sp;
+    let [kd_, kh_, kw_] = g.k;
+    let ksz = kd_ * kh_ * kw_;
+    let isz = id_ * ih_ * iw_;
+    let n = od_ * oh_ * ow_;
+    let byte = e.i32c(zx);
+    let b8 = e.b.ins().ireduce(types::I8, byte);
+    let zv = e.b.ins().splat(types::I8X16, b8);
+    let off = |d: usize, k: usize| (k * g.dil[d]) as i64 - g.pad[d] as i64;
+    e.for_n(cin_g, |e, icg| {
+        let xo = e.muli(icg, isz as i64);
+        let xc = e.add(x, xo);
+        let ro = e.muli(icg, (ksz * n) as i64);
+        let rc = e.add(raw, ro);
+        for kd in 0..kd_ {
+            let (dlo, dhi) = valid_range(od_, id_, g.stride[0], off(0, kd));
+            for kh in 0..kh_ {
+                let (hlo, hhi) = valid_range(oh_, ih_, g.stride[1], off(1, kh));
+                for kw in 0..kw_ {
+                    let (wlo, whi) = valid_range(ow_, iw_, g.stride[2], off(2, kw));
+                    let kidx = (kd * kh_ + kh) * kw_ + kw;
+                    let krow = e.addi(rc, (kidx * n) as i64);
+                    let full = dlo == 0 && dhi == od_ && hlo == 0 && hhi == oh_;
+                    let full = full && wlo == 0 && whi == ow_;
+                    if !full {
+                        fill_static(e, krow, n, zv, byte);
+                    }
+                    if dhi == dlo || hhi == hlo || whi == wlo {
+                        continue;
+                    }
+                    let len = whi - wlo;
+                    e.for_n(dhi - dlo, |e, od| {
+                        let od = e.addi(od, dlo as i64);
+                        e.for_n(hhi - hlo, |e, oh| {
+                            let oh = e.addi(oh, hlo as i64);
+                            // In range by construction of the valid ranges.
+                            let dd = e.muli(od, g.stride[0] as i64);
+                            let dd = e.addi(dd, off(0, kd));
+                            let hh = e.muli(oh, g.stride[1] as i64);
+                            let hh = e.addi(hh, off(1, kh));
+                            let srow = e.muli(dd, ih_ as i64);
+                            let srow = e.add(srow, hh);
+                            let srow = e.muli(srow, iw_ as i64);
+                            let src0 = wlo as i64 * g.stride[2] as i64 + off(2, kw);
+                            let src = e.add(xc, srow);
+                            let src = e.addi(src, src0);
+                            let drow = e.muli(od, (oh_ * ow_) as i64);
+                            let t = e.muli(oh, ow_ as i64);
+                            let drow = e.add(drow, t);
+                            let dst = e.add(krow, drow);
+                            let dst = e.addi(dst, wlo as i64);
+                            if g.stride[2] == 1 {
+                                copy_static(e, dst, src, len);
+                                Ok(())
+                            } else {
+                                let s = g.stride[2] as i64;
+                                e.for_n(len, |e, i| {
+                                    let si = e.muli(i, s);
+                                    let sa = e.add(src, si);
+                                    let v = e.b.ins().load(types::I8, mf(), sa, 0);
+                                    let da = e.add(dst, i);
+                                    e.b.ins().store(mf(), v, da, 0);
+                                    Ok(())
+                                })
+                            }
+                        })
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+fn shuffle_mask(e: &mut E, bytes: [u8; 16]) -> cranelift_codegen::ir::Immediate {
+    e.b.func
+        .dfg
+        .immediates
+        .push(cranelift_codegen::ir::ConstantData::from(bytes.to_vec()))
+}
+
+/// Phase 2: `k` rows of `n` bytes (row `r` at `src + r * rs`) into packed `B`
+/// (`np` columns per pair step).
+#[allow(clippy::too_many_arguments)]
+fn pair_pack(
+    e: &mut E,
+    xq: QType,
+    zx: i32,
+    src: Value,
+    rs: usize,
+    k: usize,
+    n: usize,
+    b: Value,
+    np: usize,
+) -> Result<()> {
+    let z16 = e.b.ins().iconst(types::I16, i64::from(zx));
+    let zxv = e.b.ins().splat(types::I16X8, z16);
+    let zero = e.b.ins().iconst(types::I16, 0);
+    let zero = e.b.ins().splat(types::I16X8, zero);
+    let lo_mask = shuffle_mask(e, [0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23]);
+    let hi_mask = shuffle_mask(
+        e,
+        [8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31],
+    );
+    let widen = |e: &mut E, v: Value| -> [Value; 2] {
+        let (l, h) = if xq == QType::U8 {
+            (e.b.ins().uwiden_low(v), e.b.ins().uwiden_high(v))
+        } else {
+            (e.b.ins().swiden_low(v), e.b.ins().swiden_high(v))
+        };
+        [e.b.ins().isub(l, zxv), e.b.ins().isub(h, zxv)]
+    };
+    let pair = |e: &mut E, ra: Value, rb: Option<Value>, dst: Value| -> Result<()> {
+        e.for_n(n / 16, |e, c| {
+            let o = e.muli(c, 16);
+            let pa = e.add(ra, o);
+            let va = e.b.ins().load(types::I8X16, mf(), pa, 0);
+            let wa = widen(e, va);
+            let wb = match rb {
+                Some(rb) => {
+                    let pb = e.add(rb, o);
+                    let vb = e.b.ins().load(types::I8X16, mf(), pb, 0);
+                    widen(e, vb)
+                }
+                None => [zero, zero],
+            };
+            let d = e.muli(c, 64);
+            let d = e.add(dst, d);
+            for h in 0..2 {
+                let a8 = e.b.ins().bitcast(types::I8X16, le(), wa[h]);
+                let b8 = e.b.ins().bitcast(types::I8X16, le(), wb[h]);
+                let lo = e.b.ins().shuffle(a8, b8, lo_mask);
+                let hi = e.b.ins().shuffle(a8, b8, hi_mask);
+                e.b.ins().store(mf(), lo, d, (32 * h) as i32);
+                e.b.ins().store(mf(), hi, d, (32 * h + 16) as i32);
+            }
+            Ok(())
+        })?;
+        for c in (n / 16) * 16..n {
+            let va = e.load_q(xq, ra, c as i32);
+            let va = e.b.ins().iadd_imm_s(va, -i64::from(zx));
+            e.b.ins().istore16(mf(), va, dst, (4 * c) as i32);
+            let vb = match rb {
+                Some(rb) => {
+                    let v = e.load_q(xq, rb, c as i32);
+                    e.b.ins().iadd_imm_s(v, -i64::from(zx))
+                }
+                None => e.i32c(0),
+            };
+            e.b.ins().istore16(mf(), vb, dst, (4 * c + 2) as i32);
+        }
+        Ok(())
+    };
+    e.for_n(k / 2, |e, q| {
+        let ro = e.muli(q, 2 * rs as i64);
+        let ra = e.add(src, ro);
+        let rb = e.addi(ra, rs as i64);
+        let d = e.muli(q, (np * 4) as i64);
+        let d = e.add(b, d);
+        pair(e, ra, Some(rb), d)
+    })?;
+    if k % 2 == 1 {
+        let ra = e.addi(src, ((k - 1) * rs) as i64);
+        let d = e.addi(b, ((k / 2) * np * 4) as i64);
+        pair(e, ra, None, d)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- depthwise rows
+
+/// Tables of the native depthwise path (`kernels::dw_rows`): weights `w - zw` as i32
+/// `[c_out][k]`, and the folded bias `bias - zx · Σ_k (w - zw)` per channel. **Exactness:**
+/// the kernel sums `x · (w - zw)` over the raw im2col rows, whose padding taps hold
+/// `zx`; modulo 2^32, `Σ x·w' - zx·Σ w' = Σ (x - zx)·w'`, the interpreter's sum.
+/// `None` when the bias is not constant (it cannot be folded).
+fn dw_setup(
+    cx: &mut Cx,
+    wt: &Tensor,
+    pw: &QuantParams,
+    c_out: usize,
+    k: usize,
+    zx: i32,
+) -> Result<Option<(usize, usize)>> {
+    let wv = shifted_weights(cx, wt, pw, 0)?;
+    if wv.len() != c_out * k {
+        return Ok(None);
+    }
+    let bias: Vec<i64> = if cx.node.inputs.len() > 2 {
+        match cx.const_in(2) {
+            Some(b) if b.dims().iter().product::<usize>() == c_out => b.to_i64_vec(),
+            _ => return Ok(None),
+        }
+    } else {
+        vec![0; c_out]
+    };
+    let init: Vec<i32> = (0..c_out)
+        .map(|c| {
+            let sum: i64 = wv[c * k..(c + 1) * k].iter().map(|&w| i64::from(w)).sum();
+            // Wrapping to i32 is reduction modulo 2^32, like every step of the sum.
+            (bias[c] - i64::from(zx) * sum) as i32
+        })
+        .collect();
+    Ok(Some((cx.pool.add_i32(&wv), cx.pool.add_i32(&init))))
+}
+
+/// The epilogue of `n` i32 sums at `buf` for output row `row`: 16 columns per
+/// iteration through the whole-vector float-contract path where it applies, else 8
+/// through [`finish_row`].
+fn buf_requant(
+    e: &mut E,
+    mode: Mode,
+    job: &Job,
+    epi: Epi,
+    row: Value,
+    buf: Value,
+    n: usize,
+) -> Result<()> {
+    let fast = match epi {
+        Epi::Q {
+            table,
+            q,
+            contract: Contract::Float,
+        } if job.init.is_none_or(|s| s.sn == 0)
+            && job.out.sn == 1
+            && crate::emit::qsize(q) == 1 =>
+        {
+            Some((table, q))
+        }
+        _ => None,
+    };
+    let mut done = 0;
+    if let Some((table, q)) = fast {
+        let rq = requant_setup(e, job, table, row);
+        let oi = e.muli(row, job.out.sm);
+        let base = e.add(job.out.ptr, oi);
+        e.for_n(n / 16, |e, ci| {
+            let o = e.muli(ci, 64);
+            let src = e.add(buf, o);
+            let mut v = [src; 4];
+            for (j, v) in v.iter_mut().enumerate() {
+                let acc = e.b.ins().load(types::I32X4, mf(), src, (16 * j) as i32);
+                *v = requant_vec(e, &rq, acc);
+            }
+            let h0 = e.b.ins().snarrow(v[0], v[1]);
+            let h1 = e.b.ins().snarrow(v[2], v[3]);
+            let b = if q == QType::U8 {
+                e.b.ins().unarrow(h0, h1)
+            } else {
+                e.b.ins().snarrow(h0, h1)
+            };
+            let o = e.muli(ci, 16);
+            let dst = e.add(base, o);
+            e.b.ins().store(mf(), b, dst, 0);
+            Ok(())
+        })?;
+        done = (n / 16) * 16;
+    }
+    let rest = n - done;
+    e.for_n(rest / NR, |e, ci| {
+        let c0 = e.muli(ci, NR as i64);
+        let c0 = e.addi(c0, done as i64);
+        let src = e.addr(buf, c0, 4, 0);
+        let v0 = e.b.ins().load(types::I32X4, mf(), src, 0);
+        let v1 = e.b.ins().load(types::I32X4, mf(), src, 16);
+        finish_row(e, mode, job, epi, row, c0, [v0, v1], NR)
+    })?;
+    let tail = rest % NR;
+    if tail > 0 {
+        let c0 = n - tail;
+        let ni = e.ic(c0 as i64);
+        // Whole vectors from buf: it has room (see the scratch layout in `conv`).
+        let v0 = e.b.ins().load(types::I32X4, mf(), buf, (4 * c0) as i32);
+        let v1 =
+            e.b.ins()
+                .load(types::I32X4, mf(), buf, (4 * c0 + 16) as i32);
+        finish_row(e, mode, job, epi, row, ni, [v0, v1], tail)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- quad (u8 × i8) form
+//
+// With a quad-tile kernel (`vpdpbusd`), quantized conv uses a second packed form:
+// `A` holds `w' = w - zw` as i8 quads along k (`A[m][k/4][4]`, used only when every
+// `w'` fits i8), `B` holds the activation bytes as u8 quads (`B[k/4][np][4]`), where
+// the u8 value is `x' = x` for u8 activations and `x' = x + 128` (the byte with its top
+// bit flipped) for i8 ones; `zx'` is the zero point shifted the same way.
+//
+// **Exactness.** The kernel computes `Σ_k w'·x'` wrapping in i32, and the epilogue's
+// bias is `bias - zx' · Σ_k w'` (computed at compile time, wrapped to i32). Modulo 2^32,
+// `Σ w'·x' - zx'·Σ w' = Σ w'·(x' - zx') = Σ (w - zw)(x - zx)`, the interpreter's sum.
+// Padding taps hold the byte of `zx` (so `x' = zx'`) and contribute 0; k padded to a
+// multiple of 4 has `w' = 0` in `A`, so whatever `B` holds there contributes 0.
+
+/// The quad form of a quantized conv, when the host and the weights allow it:
+/// (kernel, packed `A` address, folded bias address).
+#[allow(clippy::too_many_arguments)]
+fn quad_setup(
+    cx: &mut Cx,
+    wt: &Tensor,
+    pw: &QuantParams,
+    c_out: usize,
+    k: usize,
+    xq: QType,
+    zx: i32,
+) -> Result<Option<(PairTile, usize, usize)>> {
+    let Some(t) = kernels::quad_tile(cx.opts.kernels) else {
+        return Ok(None);
+    };
+    let wv = shifted_weights(cx, wt, pw, 0)?;
+    if wv.len() != c_out * k || wv.iter().any(|&w| !(-128..=127).contains(&w)) {
+        return Ok(None);
+    }
+    let bias: Vec<i64> = if cx.node.inputs.len() > 2 {
+        match cx.const_in(2) {
+            Some(b) if b.dims().iter().product::<usize>() == c_out => b.to_i64_vec(),
+            // A bias computed at run time cannot be folded: use the pair form.
+            _ => return Ok(None),
+        }
+    } else {
+        vec![0; c_out]
+    };
+    let zxp = i64::from(if xq == QType::U8 { zx } else { zx + 128 });
+    let kq = k.div_ceil(4);
+    let mut pa = vec![0u8; c_out * kq * 4];
+    let mut init = Vec::with_capacity(c_out);
+    for c in 0..c_out {
+        let row = &wv[c * k..(c + 1) * k];
+        for (kk, &w) in row.iter().enumerate() {
+            pa[c * kq * 4 + kk] = w as i8 as u8;
+        }
+        let sum: i64 = row.iter().map(|&w| i64::from(w)).sum();
+        // Wrapping to i32 is reduction modulo 2^32, like every other step of the sum.
+        init.push((bias[c] - zxp * sum) as i32);
+    }
+    let a = cx.pool.add(&pa);
+    let b = cx.pool.add_i32(&init);
+    Ok(Some((t, a, b)))
+}
+
+/// Quad packing: `k` rows of `n` bytes (row `r` at `src + r * rs`) into u8 quads of
+/// `B` (`np` columns per quad step); i8 bytes get their top bit flipped (`x + 128`).
+#[allow(clippy::too_many_arguments)]
+fn quad_pack(
+    e: &mut E,
+    xq: QType,
+    src: Value,
+    rs: usize,
+    k: usize,
+    n: usize,
+    b: Value,
+    np: usize,
+) -> Result<()> {
+    let z8 = e.b.ins().iconst(types::I8, 0);
+    let zero = e.b.ins().splat(types::I8X16, z8);
+    let f8 = e.b.ins().iconst(types::I8, 0x80);
+    let flip = e.b.ins().splat(types::I8X16, f8);
+    let m8lo = shuffle_mask(e, [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23]);
+    let m8hi = shuffle_mask(
+        e,
+        [8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31],
+    );
+    let m16lo = shuffle_mask(e, [0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23]);
+    let m16hi = shuffle_mask(
+        e,
+        [8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31],
+    );
+    let quads = |e: &mut E, rows: [Option<Value>; 4], dst: Value| -> Result<()> {
+        e.for_n(n / 16, |e, c| {
+            let o = e.muli(c, 16);
+            let mut v = [zero; 4];
+            for (j, r) in rows.iter().enumerate() {
+                if let Some(r) = r {
+                    let pa = e.add(*r, o);
+                    let x = e.b.ins().load(types::I8X16, mf(), pa, 0);
+                    v[j] = if xq == QType::U8 {
+                        x
+                    } else {
+                        e.b.ins().bxor(x, flip)
+                    };
+                }
+            }
+            let ab_lo = e.b.ins().shuffle(v[0], v[1], m8lo);
+            let ab_hi = e.b.ins().shuffle(v[0], v[1], m8hi);
+            let cd_lo = e.b.ins().shuffle(v[2], v[3], m8lo);
+            let cd_hi = e.b.ins().shuffle(v[2], v[3], m8hi);
+            let d = e.muli(c, 64);
+            let d = e.add(dst, d);
+            for (h, (ab, cd)) in [(ab_lo, cd_lo), (ab_hi, cd_hi)].into_iter().enumerate() {
+                let lo = e.b.ins().shuffle(ab, cd, m16lo);
+                let hi = e.b.ins().shuffle(ab, cd, m16hi);
+                e.b.ins().store(mf(), lo, d, (32 * h) as i32);
+                e.b.ins().store(mf(), hi, d, (32 * h + 16) as i32);
+            }
+            Ok(())
+        })?;
+        for c in (n / 16) * 16..n {
+            for (j, r) in rows.iter().enumerate() {
+                let v = match r {
+                    Some(r) => {
+                        let x = e.b.ins().uload8(I32, mf(), *r, c as i32);
+                        if xq == QType::U8 {
+                            x
+                        } else {
+                            e.b.ins().bxor_imm_s(x, 0x80)
+                        }
+                    }
+                    None => e.i32c(0),
+                };
+                e.b.ins().istore8(mf(), v, dst, (4 * c + j) as i32);
+            }
+        }
+        Ok(())
+    };
+    e.for_n(k / 4, |e, q| {
+        let ro = e.muli(q, 4 * rs as i64);
+        let r0 = e.add(src, ro);
+        let rows = [
+            Some(r0),
+            Some(e.addi(r0, rs as i64)),
+            Some(e.addi(r0, 2 * rs as i64)),
+            Some(e.addi(r0, 3 * rs as i64)),
+        ];
+        let d = e.muli(q, (np * 4) as i64);
+        let d = e.add(b, d);
+        quads(e, rows, d)
+    })?;
+    if !k.is_multiple_of(4) {
+        let r0 = (k / 4) * 4;
+        let mut rows = [None; 4];
+        for (j, r) in rows.iter_mut().enumerate().take(k % 4) {
+            *r = Some(e.addi(src, ((r0 + j) * rs) as i64));
+        }
+        let d = e.addi(b, ((k / 4) * np * 4) as i64);
+        quads(e, rows, d)?;
+    }
+    Ok(())
+}
+
 /// Input coordinate `o * stride + k * dil - pad` of spatial dim `d` (may be negative).
 fn coord(e: &mut E, o: Value, k: Value, d: usize, g: &ConvGeom) -> Value {
     let a = e.muli(o, g.stride[d] as i64);
@@ -852,7 +1677,6 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
     let cout_g = g.c_out / g.group;
     let k = cin_g * g.k.iter().product::<usize>();
     let n = g.out_sp.iter().product::<usize>();
-    let np = round_up(n.max(1), NR);
     let (mode, epi, a_addr) = match (&x.quant, &w.quant) {
         (Some(_), Some(pw)) => {
             let (xq, sx, zx) = act_params(cx, &x)?;
@@ -897,7 +1721,143 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
     };
     let isz: usize = g.in_sp.iter().product();
     let bbuf = p.scratch;
-    let scratch = b_bytes(mode, k, np);
+    let direct =
+        g.k == [1, 1, 1] && g.stride == [1, 1, 1] && g.pad == [0; 3] && g.in_sp == g.out_sp;
+    // Depthwise-shaped groups (one input channel each) with a native row kernel: no
+    // GEMM; per output channel the kernel sums the k raw im2col rows, weighted.
+    let dwk = kernels::dw_rows(cx.opts.kernels);
+    if let (Mode::Q { xq, zx }, Some(dwf), Some(pw), 1, 1..=4) =
+        (mode, dwk, &w.quant, cin_g, cout_g)
+    {
+        if let Some((wtab, itab)) = dw_setup(cx, &wt, pw, g.c_out, k, zx)? {
+            let buf_off = round_up(k * n, 64);
+            // The sums of one row, plus room for whole-vector reads of the last 8.
+            let scratch = buf_off + 4 * (n + NR);
+            let mut sig = Signature::new(e.cfg.default_call_conv);
+            for _ in 0..7 {
+                sig.params.push(AbiParam::new(I64));
+            }
+            let sr = e.b.import_signature(sig);
+            e.for_n(g.batch, |e, bn| {
+                e.for_n(g.group, |e, gi| {
+                    let ic0 = e.muli(bn, g.c_in as i64);
+                    let ic0 = e.add(ic0, gi);
+                    let xo = e.muli(ic0, isz as i64);
+                    let xb = e.add(p.ins[0], xo);
+                    im2col_raw(e, zx, &g, xb, bbuf)?;
+                    let yo = e.muli(bn, (g.c_out * n) as i64 * ysize);
+                    let yb = e.add(p.outs[0], yo);
+                    let buf = e.addi(bbuf, buf_off as i64);
+                    let init = e.ic(itab as i64);
+                    let job = Job {
+                        m: cout_g,
+                        n,
+                        kp: 0,
+                        k,
+                        np: n,
+                        a: wtab,
+                        b: bbuf,
+                        out: Strided {
+                            ptr: yb,
+                            sm: n as i64,
+                            sn: 1,
+                        },
+                        init: Some(Strided {
+                            ptr: init,
+                            sm: 1,
+                            sn: 0,
+                        }),
+                        post: None,
+                        row0: 0,
+                        native: None,
+                    };
+                    e.for_n(cout_g, |e, r| {
+                        let row = e.muli(gi, cout_g as i64);
+                        let row = e.add(row, r);
+                        let wt0 = e.ic(wtab as i64);
+                        let wp = e.addr(wt0, row, (4 * k) as i64, 0);
+                        let args = [
+                            bbuf,
+                            e.ic(n as i64),
+                            e.ic(k as i64),
+                            wp,
+                            e.ic(i64::from(xq == QType::I8)),
+                            buf,
+                            e.ic(0),
+                        ];
+                        let f = e.ic(dwf as i64);
+                        e.b.ins().call_indirect(sr, f, &args);
+                        buf_requant(e, mode, &job, epi, row, buf, n)
+                    })
+                })
+            })?;
+            return Ok(scratch);
+        }
+    }
+    let quad = match (mode, &w.quant) {
+        (Mode::Q { xq, zx }, Some(pw)) => quad_setup(cx, &wt, pw, g.c_out, k, xq, zx)?,
+        _ => None,
+    };
+    if let (Some((t, qa, qinit)), Mode::Q { xq, zx }) = (quad, mode) {
+        let kq = k.div_ceil(4);
+        let np = pad_cols(n, Some(t));
+        let tbuf = round_up(kq * np * 4, 64);
+        let raw_off = round_up(tbuf + t.mr * t.nr * 4, 64);
+        let scratch = if direct { raw_off } else { raw_off + k * n };
+        e.for_n(g.batch, |e, bn| {
+            e.for_n(g.group, |e, gi| {
+                let ic0 = e.muli(bn, g.c_in as i64);
+                let t0 = e.muli(gi, cin_g as i64);
+                let ic0 = e.add(ic0, t0);
+                let xo = e.muli(ic0, isz as i64);
+                let xb = e.add(p.ins[0], xo);
+                if direct {
+                    quad_pack(e, xq, xb, isz, k, n, bbuf, np)?;
+                } else {
+                    let raw = e.addi(bbuf, raw_off as i64);
+                    im2col_raw(e, zx, &g, xb, raw)?;
+                    quad_pack(e, xq, raw, n, k, n, bbuf, np)?;
+                }
+                let yo = e.muli(bn, (g.c_out * n) as i64 * ysize);
+                let yb = e.add(p.outs[0], yo);
+                let init = e.ic(qinit as i64);
+                let buf = e.addi(bbuf, tbuf as i64);
+                let job = Job {
+                    m: cout_g,
+                    n,
+                    kp: kq,
+                    k,
+                    np,
+                    a: qa,
+                    b: bbuf,
+                    out: Strided {
+                        ptr: yb,
+                        sm: n as i64,
+                        sn: 1,
+                    },
+                    init: Some(Strided {
+                        ptr: init,
+                        sm: 1,
+                        sn: 0,
+                    }),
+                    post: None,
+                    row0: 0,
+                    native: Some((t, buf)),
+                };
+                let row_start = e.muli(gi, cout_g as i64);
+                emit_gemm(e, mode, &job, epi, row_start)
+            })
+        })?;
+        return Ok(scratch);
+    }
+    let native = native_for(cx, mode);
+    let np = pad_cols(n, native);
+    // The raw im2col bytes (quantized, not direct) follow everything else.
+    let raw_off = round_up(scratch_bytes(mode, k, np, native), 64);
+    let scratch = match mode {
+        Mode::Q { .. } if !direct => raw_off + k * n,
+        _ => scratch_bytes(mode, k, np, native),
+    };
     e.for_n(g.batch, |e, bn| {
         e.for_n(g.group, |e, gi| {
             let ic0 = e.muli(bn, g.c_in as i64);
@@ -905,8 +1865,18 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
             let ic0 = e.add(ic0, t);
             let xo = e.muli(ic0, (isz as i64) * esize);
             let xb = e.add(p.ins[0], xo);
-            zero_b(e, mode, bbuf, k, n, np);
-            im2col(e, mode, &g, xb, bbuf, np)?;
+            match mode {
+                Mode::Q { xq, zx } if direct => pair_pack(e, xq, zx, xb, isz, k, n, bbuf, np)?,
+                Mode::Q { xq, zx } => {
+                    let raw = e.addi(bbuf, raw_off as i64);
+                    im2col_raw(e, zx, &g, xb, raw)?;
+                    pair_pack(e, xq, zx, raw, n, k, n, bbuf, np)?;
+                }
+                Mode::F => {
+                    zero_b(e, mode, bbuf, k, n, np);
+                    im2col(e, mode, &g, xb, bbuf, np)?;
+                }
+            }
             let yo = e.muli(bn, (g.c_out * n) as i64 * ysize);
             let yb = e.add(p.outs[0], yo);
             let job = Job {
@@ -925,6 +1895,7 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                 init: bias.map(|ptr| Strided { ptr, sm: 1, sn: 0 }),
                 post: None,
                 row0: 0,
+                native: native_buf(e, mode, bbuf, k, np, native),
             };
             let row_start = e.muli(gi, cout_g as i64);
             emit_gemm(e, mode, &job, epi, row_start)
@@ -1067,7 +2038,8 @@ pub(crate) fn gemm(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &GemmAttrs) -> Result<us
     } else {
         None
     };
-    let np = round_up(m.max(1), NR);
+    let native = native_for(cx, mode);
+    let np = pad_cols(m, native);
     let (si, sk) = if a.trans_a {
         (1, m as i64)
     } else {
@@ -1095,10 +2067,11 @@ pub(crate) fn gemm(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &GemmAttrs) -> Result<us
         init,
         post,
         row0: 0,
+        native: native_buf(e, mode, p.scratch, k, np, native),
     };
     let z = e.ic(0);
     emit_gemm(e, mode, &job, epi, z)?;
-    Ok(b_bytes(mode, k, np))
+    Ok(scratch_bytes(mode, k, np, native))
 }
 
 pub(crate) fn matmul(cx: &mut Cx, e: &mut E, p: &Ptrs, act: Activation) -> Result<usize> {
@@ -1219,7 +2192,8 @@ pub(crate) fn matmul(cx: &mut Cx, e: &mut E, p: &Ptrs, act: Activation) -> Resul
         }
         _ => return Err(cx.unsupported("operand types (float, or 8-bit quantized a and b)")),
     };
-    let np = round_up(m.max(1), NR);
+    let native = native_for(cx, mode);
+    let np = pad_cols(m, native);
     let esize = match mode {
         Mode::Q { .. } => 1i64,
         Mode::F => 4,
@@ -1251,9 +2225,10 @@ pub(crate) fn matmul(cx: &mut Cx, e: &mut E, p: &Ptrs, act: Activation) -> Resul
             init: None,
             post: None,
             row0: 0,
+            native: native_buf(e, mode, p.scratch, k, np, native),
         };
         let z = e.ic(0);
         emit_gemm(e, mode, &job, epi, z)?;
     }
-    Ok(b_bytes(mode, k, np))
+    Ok(scratch_bytes(mode, k, np, native))
 }

@@ -9,7 +9,12 @@
 //! - a constant operand of an elementwise op is dequantized at compile time (the same
 //!   `qc_qmath::dequantize` per element), so per-axis constants work too.
 //!
-//! Conv, gemm and matmul live in `linear`.
+//! Conv, gemm and matmul with constant weights live in `linear`. Module `ops` holds
+//! the scalar lowerings of raw integer elementwise ops and clip, `cast`,
+//! `conv_integer` / `matmul_integer`, per-axis quantize / dequantize,
+//! `dynamic_quantize`, conv / gemm / matmul with run-time weights (`ops::linear_rt`),
+//! `conv_transpose`, `reduce_mean` and `lrn`. Max pool here also writes the indices
+//! result and runs on raw integers; batch norm also takes run-time parameters.
 
 use std::sync::Arc;
 
@@ -20,7 +25,7 @@ use qc_ir::{DType, Graph, Node, NodeId, Op, PoolAttrs, QType, Tensor, TensorType
 use crate::emit::{Real, E, F32, F64, I32, I64};
 use crate::funcs::{self, Callback};
 use crate::mem::ConstPool;
-use crate::{linear, Error, JitOptions, Result};
+use crate::{linear, ops, Error, JitOptions, Result};
 
 /// The pointer parameters of a kernel.
 pub(crate) struct Ptrs {
@@ -153,6 +158,11 @@ pub(crate) fn lower(cx: &mut Cx, e: &mut E, p: &Ptrs) -> Result<usize> {
     let op = cx.node.op.clone();
     match &op {
         Op::Quantize | Op::Dequantize | Op::Requantize => unary(cx, e, p),
+        Op::Clip { min, max }
+            if !cx.in_ty(0)?.is_quantized() && ops::is_int(cx.in_ty(0)?.dtype) =>
+        {
+            ops::int_clip(cx, e, p, *min, *max)
+        }
         Op::Relu
         | Op::LeakyRelu { .. }
         | Op::Clip { .. }
@@ -165,36 +175,44 @@ pub(crate) fn lower(cx: &mut Cx, e: &mut E, p: &Ptrs) -> Result<usize> {
         | Op::Reshape { .. }
         | Op::Squeeze { .. }
         | Op::Unsqueeze { .. } => unary(cx, e, p),
-        Op::Add { .. } | Op::Sub | Op::Mul | Op::Div | Op::Sum | Op::PRelu => nary(cx, e, p),
+        Op::Add { .. } | Op::Sub | Op::Mul | Op::Div | Op::Sum | Op::PRelu => {
+            let y = cx.out_ty(0)?;
+            if !y.is_quantized() && ops::is_int(y.dtype) {
+                ops::int_nary(cx, e, p)
+            } else {
+                nary(cx, e, p)
+            }
+        }
         Op::Transpose { perm } => transpose(cx, e, p, perm),
         Op::Concat { axis } => concat(cx, e, p, *axis),
         Op::Pad { pads, value } => pad(cx, e, p, pads, *value),
         Op::MaxPool {
             pool,
-            storage_order: _,
+            storage_order,
         } => {
-            if cx.node.outputs.len() > 1 {
-                return Err(cx.unsupported("max_pool with indices"));
-            }
-            pool_op(cx, e, p, pool, None)
+            let idx = (cx.node.outputs.len() > 1).then_some(*storage_order);
+            pool_op(cx, e, p, pool, None, idx)
         }
         Op::AveragePool {
             pool,
             count_include_pad,
-        } => pool_op(cx, e, p, pool, Some(*count_include_pad)),
+        } => pool_op(cx, e, p, pool, Some(*count_include_pad), None),
         Op::GlobalAveragePool | Op::GlobalMaxPool => global_pool(cx, e, p),
         Op::Softmax { axis } => softmax(cx, e, p, *axis),
         Op::BatchNorm { epsilon } => batch_norm(cx, e, p, *epsilon),
+        Op::Conv(a) if cx.const_in(1).is_none() => ops::linear_rt::conv(cx, e, p, a),
         Op::Conv(a) => linear::conv(cx, e, p, a),
+        Op::Gemm(a) if cx.const_in(1).is_none() => ops::linear_rt::gemm(cx, e, p, a),
         Op::Gemm(a) => linear::gemm(cx, e, p, a),
+        Op::MatMul { act } if cx.const_in(1).is_none() => ops::linear_rt::matmul(cx, e, p, *act),
         Op::MatMul { act } => linear::matmul(cx, e, p, *act),
-        Op::DynamicQuantize => Err(cx.unsupported("not lowered yet")),
-        Op::Cast { .. } => Err(cx.unsupported("not lowered yet")),
-        Op::ConvInteger(_) => Err(cx.unsupported("not lowered yet (canonicalize-qdq rewrites it)")),
-        Op::ConvTranspose(_) => Err(cx.unsupported("not lowered yet")),
-        Op::MatMulInteger => Err(cx.unsupported("not lowered yet (canonicalize-qdq rewrites it)")),
-        Op::ReduceMean { .. } => Err(cx.unsupported("not lowered yet")),
-        Op::Lrn(_) => Err(cx.unsupported("not lowered yet")),
+        Op::DynamicQuantize => ops::dynamic_quantize(cx, e, p),
+        Op::Cast { to } => ops::cast(cx, e, p, *to),
+        Op::ConvInteger(a) => ops::conv_integer(cx, e, p, a),
+        Op::ConvTranspose(a) => ops::conv_transpose::conv_transpose(cx, e, p, a),
+        Op::MatMulInteger => ops::matmul_integer(cx, e, p),
+        Op::ReduceMean { axes, keepdims } => ops::reduce::reduce_mean(cx, e, p, axes, *keepdims),
+        Op::Lrn(a) => ops::reduce::lrn(cx, e, p, a),
     }
 }
 
@@ -355,6 +373,10 @@ fn unary(cx: &mut Cx, e: &mut E, p: &Ptrs) -> Result<usize> {
         }
         _ => {}
     }
+    let per_axis = |t: &TensorType| t.quant.as_ref().is_some_and(|q| q.len() > 1);
+    if matches!(op, Op::Quantize | Op::Dequantize) && (per_axis(&x) || per_axis(&y)) {
+        return ops::per_axis_qdq(cx, e, p);
+    }
     // Plain moves of unquantized data, whatever the dtype.
     if is_reshape_like(&op) && !x.is_quantized() && !y.is_quantized() && x.dtype == y.dtype {
         let bytes = n * x.dtype.size();
@@ -384,7 +406,7 @@ fn unary(cx: &mut Cx, e: &mut E, p: &Ptrs) -> Result<usize> {
 }
 
 /// numpy broadcast strides (in elements) of `sh` read through `out` (0 on broadcast dims).
-fn bcast_strides(sh: &[usize], out: &[usize]) -> Option<Vec<i64>> {
+pub(crate) fn bcast_strides(sh: &[usize], out: &[usize]) -> Option<Vec<i64>> {
     if sh.len() > out.len() {
         return None;
     }
@@ -402,7 +424,7 @@ fn bcast_strides(sh: &[usize], out: &[usize]) -> Option<Vec<i64>> {
 }
 
 /// Row-major strides of a shape.
-fn strides(sh: &[usize]) -> Vec<i64> {
+pub(crate) fn strides(sh: &[usize]) -> Vec<i64> {
     let mut st = vec![1i64; sh.len()];
     for i in (0..sh.len().saturating_sub(1)).rev() {
         st[i] = st[i + 1] * sh[i + 1] as i64;
@@ -411,7 +433,7 @@ fn strides(sh: &[usize]) -> Vec<i64> {
 }
 
 /// Merge adjacent dims where every operand's strides are contiguous across them.
-fn collapse(dims: &[usize], strides: &[Vec<i64>]) -> (Vec<usize>, Vec<Vec<i64>>) {
+pub(crate) fn collapse(dims: &[usize], strides: &[Vec<i64>]) -> (Vec<usize>, Vec<Vec<i64>>) {
     let mut d: Vec<usize> = Vec::new();
     let mut s: Vec<Vec<i64>> = vec![Vec::new(); strides.len()];
     for (i, &n) in dims.iter().enumerate() {
@@ -447,7 +469,7 @@ fn collapse(dims: &[usize], strides: &[Vec<i64>]) -> (Vec<usize>, Vec<Vec<i64>>)
 }
 
 /// A loop nest over `dims`; `body` gets the element index of every operand.
-fn nest(
+pub(crate) fn nest(
     e: &mut E,
     dims: &[usize],
     strides: &[Vec<i64>],
@@ -818,11 +840,37 @@ fn pool_geom(a: &PoolAttrs, x: &[usize], y: &[usize]) -> Option<PoolGeom> {
 /// Max pool (`avg = None`) or average pool (`avg = Some(count_include_pad)`), in
 /// reals: taps in the padding are skipped, the first maximum wins, an empty window
 /// gives 0.
-fn pool_op(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &PoolAttrs, avg: Option<bool>) -> Result<usize> {
-    cx.arity(1, 1)?;
+///
+/// `indices = Some(storage_order)`: max pool also writes the i64 flat index of each
+/// maximum (`-1` for an empty window) to result 1, as the interpreter. Raw integer
+/// operands (max pool only) compare as integers.
+fn pool_op(
+    cx: &mut Cx,
+    e: &mut E,
+    p: &Ptrs,
+    a: &PoolAttrs,
+    avg: Option<bool>,
+    indices: Option<u8>,
+) -> Result<usize> {
+    if indices.is_some() {
+        if cx.node.outputs.len() != 2 || p.outs.len() != 2 || cx.out_ty(1)?.dtype != DType::I64 {
+            return Err(cx.unsupported("max_pool indices must be one i64 result"));
+        }
+    } else {
+        cx.arity(1, 1)?;
+    }
     let x = cx.in_ty(0)?.clone();
     let y = cx.out_ty(0)?.clone();
-    let (rx, ry) = (cx.real(&x)?, cx.real(&y)?);
+    let int_dt = (!x.is_quantized() && ops::is_int(x.dtype) && avg.is_none()).then_some(x.dtype);
+    if int_dt == Some(DType::U64) {
+        return Err(cx.unsupported("max_pool on u64"));
+    }
+    let (rx, ry) = if int_dt.is_some() {
+        (Real::F32, Real::F32)
+    } else {
+        (cx.real(&x)?, cx.real(&y)?)
+    };
+    let idx_dst = p.outs.get(1).copied();
     let g = pool_geom(a, x.shape.dims(), y.shape.dims())
         .ok_or_else(|| cx.unsupported("pool geometry"))?;
     let [id_, ih_, iw_] = g.in_sp;
@@ -857,7 +905,11 @@ fn pool_op(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &PoolAttrs, avg: Option<bool>) -
                         padded_counts[dim] = cnt;
                     }
                     let zero_f = e.f32c(0.0);
-                    let mut best = zero_f;
+                    let mut best = match int_dt {
+                        Some(_) => e.ic(0),
+                        None => zero_f,
+                    };
+                    let mut best_idx = e.ic(-1);
                     let mut any = e.b.ins().iconst(cranelift_codegen::ir::types::I8, 0);
                     let mut sum = zero_f;
                     let mut inside = e.ic(0);
@@ -873,19 +925,41 @@ fn pool_op(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &PoolAttrs, avg: Option<bool>) -
                                 let r = e.add(r, xb);
                                 let z = e.ic(0);
                                 let idx = e.b.ins().select(ok, r, z);
-                                let v = e.load_real(rx, src, idx);
+                                let v = match int_dt {
+                                    Some(d) => ops::load_int(e, d, src, idx),
+                                    None => e.load_real(rx, src, idx),
+                                };
                                 if avg.is_some() {
                                     let vv = e.b.ins().select(ok, v, zero_f);
                                     sum = e.b.ins().fadd(sum, vv);
                                     let inc = e.b.ins().uextend(I64, ok);
                                     inside = e.add(inside, inc);
                                 } else {
-                                    let gt = e.b.ins().fcmp(FloatCC::GreaterThan, v, best);
+                                    let gt = match int_dt {
+                                        Some(_) => {
+                                            e.b.ins().icmp(IntCC::SignedGreaterThan, v, best)
+                                        }
+                                        None => e.b.ins().fcmp(FloatCC::GreaterThan, v, best),
+                                    };
                                     let none = e.b.ins().icmp_imm_s(IntCC::Equal, any, 0);
                                     let take = e.b.ins().bor(none, gt);
                                     let take = e.b.ins().band(take, ok);
                                     best = e.b.ins().select(take, v, best);
                                     any = e.b.ins().bor(any, ok);
+                                    if let Some(order) = indices {
+                                        // The tap's flat index (row-major, or with
+                                        // storage_order 1 column-major within the plane).
+                                        let sp = if order == 1 {
+                                            let t = e.muli(ch, id_ as i64);
+                                            let u = e.muli(cw, (id_ * ih_) as i64);
+                                            let t = e.add(t, u);
+                                            let t = e.add(t, cd);
+                                            e.add(t, xb)
+                                        } else {
+                                            r
+                                        };
+                                        best_idx = e.b.ins().select(take, sp, best_idx);
+                                    }
                                 }
                             }
                         }
@@ -908,7 +982,14 @@ fn pool_op(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &PoolAttrs, avg: Option<bool>) -
                     let oi = e.add(oi, t);
                     let oi = e.add(oi, ow);
                     let oi = e.add(oi, yb);
-                    e.store_real(ry, dst, oi, v);
+                    match int_dt {
+                        Some(d) => ops::store_int(e, d, v, dst, oi),
+                        None => e.store_real(ry, dst, oi, v),
+                    }
+                    if let Some(ip) = idx_dst {
+                        let a = e.addr(ip, oi, 8, 0);
+                        e.store(best_idx, a, 0);
+                    }
                     Ok(())
                 })
             })
@@ -1043,6 +1124,9 @@ fn batch_norm(cx: &mut Cx, e: &mut E, p: &Ptrs, eps: f32) -> Result<usize> {
         return Err(cx.unsupported("rank < 2"));
     }
     let (outer, c, inner) = (d[0], d[1], numel(&d[2..]));
+    if (1..5).any(|i| cx.const_in(i).is_none()) {
+        return batch_norm_rt(cx, e, p, eps, rx, ry, (outer, c, inner));
+    }
     let mut params: Vec<Vec<f32>> = Vec::new();
     for i in 1..5 {
         let t = cx
@@ -1088,4 +1172,67 @@ fn batch_norm(cx: &mut Cx, e: &mut E, p: &Ptrs, eps: f32) -> Result<usize> {
         })
     })?;
     Ok(0)
+}
+
+/// Batch norm whose parameters are run-time f32 values: the per-channel record
+/// (scale, bias, mean, sqrt(var + eps)) is computed into scratch first, with the same
+/// f32 operations as the constant path (and the interpreter).
+#[allow(clippy::too_many_arguments)]
+fn batch_norm_rt(
+    cx: &mut Cx,
+    e: &mut E,
+    p: &Ptrs,
+    eps: f32,
+    rx: Real,
+    ry: Real,
+    (outer, c, inner): (usize, usize, usize),
+) -> Result<usize> {
+    for i in 1..5 {
+        let t = cx.in_ty(i)?;
+        if t.is_quantized() || t.dtype != DType::F32 || numel(t.shape.dims()) != c {
+            return Err(cx.unsupported("run-time batch_norm parameters must be f32[C]"));
+        }
+    }
+    let tab = p.scratch;
+    let ptrs = [p.ins[1], p.ins[2], p.ins[3], p.ins[4]];
+    e.for_n(c, |e, ch| {
+        let ra = e.addr(tab, ch, 16, 0);
+        for (k, &ptr) in ptrs.iter().enumerate() {
+            let a = e.addr(ptr, ch, 4, 0);
+            let v = e.load_f32(a, 0);
+            let v = if k == 3 {
+                let ep = e.f32c(eps);
+                let v = e.b.ins().fadd(v, ep);
+                e.b.ins().sqrt(v)
+            } else {
+                v
+            };
+            e.store(v, ra, (4 * k) as i32);
+        }
+        Ok(())
+    })?;
+    let (src, dst) = (p.ins[0], p.outs[0]);
+    e.for_n(outer, |e, o| {
+        e.for_n(c, |e, ch| {
+            let ra = e.addr(tab, ch, 16, 0);
+            let s = e.load_f32(ra, 0);
+            let bb = e.load_f32(ra, 4);
+            let mean = e.load_f32(ra, 8);
+            let den = e.load_f32(ra, 12);
+            let base = e.muli(o, c as i64);
+            let base = e.add(base, ch);
+            let base = e.muli(base, inner as i64);
+            e.for_n(inner, |e, i| {
+                let j = e.add(base, i);
+                let v = e.load_real(rx, src, j);
+                let v = e.b.ins().fsub(v, mean);
+                let v = e.b.ins().fmul(s, v);
+                let v = e.b.ins().fdiv(v, den);
+                let v = e.b.ins().fadd(v, bb);
+                e.store_real(ry, dst, j, v);
+                Ok(())
+            })
+        })
+    })?;
+    Ok(16 * c)
 }

@@ -11,7 +11,35 @@ use common::{compare, inputs_for, node, node_q, pt, qconst, Rng};
 use qc_ir::{
     Activation, ConvAttrs, DType, Graph, Op, QType, QuantParams, Tensor, TensorData, TensorType,
 };
-use qc_jit::Contract;
+use qc_jit::{Contract, JitOptions, KernelSet};
+
+/// Both kernel paths: generated code only, and native micro-kernels where the host has
+/// them (on other hosts `Auto` is the Cranelift path again, still checked).
+const KERNEL_SETS: [KernelSet; 2] = [KernelSet::Cranelift, KernelSet::Auto];
+
+/// Quantized results of the JIT under `kernels` equal the interpreter's bit for bit.
+fn compare_bits(g: &Graph, inputs: &[Tensor], contract: Contract, kernels: KernelSet, what: &str) {
+    let want = qc_interp::run(g, inputs, &qc_interp::Options { contract })
+        .unwrap_or_else(|e| panic!("{what}: interpreter: {e}"));
+    let m = qc_jit::compile(g, &JitOptions { contract, kernels })
+        .unwrap_or_else(|e| panic!("{what}: compile: {e}"));
+    let got = m.run(inputs).unwrap_or_else(|e| panic!("{what}: run: {e}"));
+    assert_eq!(want.len(), got.len(), "{what}: result count");
+    for (o, (w, j)) in want.iter().zip(&got).enumerate() {
+        assert_eq!(w.dims(), j.dims(), "{what}: output {o} shape");
+        let (a, b) = (w.data(), j.data());
+        if a != b {
+            let i = (0..w.dims().iter().product::<usize>())
+                .position(|i| a.get_f64(i) != b.get_f64(i))
+                .unwrap_or(0);
+            panic!(
+                "{what}: output {o} differs first at element {i}: interp {} jit {}",
+                a.get_f64(i),
+                b.get_f64(i)
+            );
+        }
+    }
+}
 
 struct Shape {
     n: usize,
@@ -89,6 +117,18 @@ fn attrs(sh: &Shape) -> ConvAttrs {
 }
 
 fn quant_conv(rng: &mut Rng, sh: &Shape, xq: QType, per_channel: bool, bias: bool) -> Graph {
+    quant_conv_scaled(rng, sh, xq, per_channel, bias, 1.0)
+}
+
+/// [`quant_conv`] with the output scale multiplied by `y_scale_mul`.
+fn quant_conv_scaled(
+    rng: &mut Rng,
+    sh: &Shape,
+    xq: QType,
+    per_channel: bool,
+    bias: bool,
+    y_scale_mul: f32,
+) -> Graph {
     let mut g = Graph::new();
     let (sx, zx) = (
         0.02,
@@ -135,7 +175,7 @@ fn quant_conv(rng: &mut Rng, sh: &Shape, xq: QType, per_channel: bool, bias: boo
     }
     // An output scale that puts typical sums inside the 8-bit range.
     let k = (cin_g * sh.k[0] * sh.k[1]) as f32;
-    let sy = sx * 0.003 * 40.0 * k.sqrt();
+    let sy = sx * 0.003 * 40.0 * k.sqrt() * y_scale_mul;
     let y = node_q(&mut g, Op::Conv(attrs(sh)), &ins, pt(QType::U8, sy, 100));
     g.add_output("y", y);
     g
@@ -182,13 +222,15 @@ fn random_quantized_convs_are_bit_exact() {
         let g = quant_conv(&mut rng, &sh, xq, case % 2 == 0, case % 4 != 1);
         let contract = Contract::ALL[case % 3];
         let ins = inputs_for(&g, case as u64);
-        compare(
-            &g,
-            &ins,
-            contract,
-            0.0,
-            &format!("case {case} {contract}: {}", describe(&sh)),
-        );
+        for ks in KERNEL_SETS {
+            compare_bits(
+                &g,
+                &ins,
+                contract,
+                ks,
+                &format!("case {case} {contract} {ks:?}: {}", describe(&sh)),
+            );
+        }
     }
 }
 
@@ -259,13 +301,119 @@ fn gemm_shapes_not_multiple_of_tiles() {
             g.add_output("y", y);
             for contract in Contract::ALL {
                 let ins = inputs_for(&g, 5);
-                compare(
-                    &g,
-                    &ins,
-                    contract,
-                    0.0,
-                    &format!("gemm {m}x{k}x{n} tb {trans_b} {contract}"),
-                );
+                for ks in KERNEL_SETS {
+                    compare_bits(
+                        &g,
+                        &ins,
+                        contract,
+                        ks,
+                        &format!("gemm {m}x{k}x{n} tb {trans_b} {contract} {ks:?}"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Shapes that take each fast path of the quantized packing at least once: the direct
+/// 1×1 (no im2col; column counts with and without a 16-column tail; odd and even k),
+/// stride-1 row copies shorter and longer than 16 bytes and longer than 8 vectors
+/// (a loop), strided gathers, taps entirely in the padding, depthwise and grouped,
+/// and row counts that leave partial native tiles.
+#[test]
+fn fixed_shapes_cover_fast_paths() {
+    type Case = (
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+        [usize; 4],
+    );
+    #[rustfmt::skip]
+    let shapes: [Case; 10] = [
+        // c_in, c_out, group, h, w, k, s, d, pads
+        (7, 13, 1, 5, 7, [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
+        (24, 40, 1, 12, 12, [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
+        (6, 10, 2, 3, 11, [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
+        (5, 9, 1, 9, 23, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        (16, 16, 16, 17, 17, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]),
+        (8, 8, 1, 6, 6, [1, 1], [2, 2], [1, 1], [0, 0, 0, 0]),
+        (3, 7, 1, 13, 40, [5, 5], [1, 1], [2, 2], [4, 4, 4, 4]),
+        (2, 3, 1, 2, 300, [1, 3], [1, 1], [1, 1], [0, 1, 0, 1]),
+        (3, 5, 1, 4, 5, [3, 3], [1, 1], [1, 1], [3, 3, 3, 3]),
+        (32, 37, 1, 7, 7, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+    ];
+    let mut rng = Rng(0xfa57);
+    for (case, &(c_in, c_out, group, h, w, k, s, d, pads)) in shapes.iter().enumerate() {
+        let sh = Shape {
+            n: 1 + case % 2,
+            c_in,
+            c_out,
+            group,
+            h,
+            w,
+            k,
+            s,
+            d,
+            pads,
+            act: Activation::Relu,
+        };
+        for xq in [QType::U8, QType::I8] {
+            let g = quant_conv(&mut rng, &sh, xq, case % 2 == 0, true);
+            let ins = inputs_for(&g, case as u64);
+            for contract in Contract::ALL {
+                for ks in KERNEL_SETS {
+                    compare_bits(
+                        &g,
+                        &ins,
+                        contract,
+                        ks,
+                        &format!("fixed {case} {xq:?} {contract} {ks:?}: {}", describe(&sh)),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Output scales far too small (the scaled sums leave the i32 range, so every result
+/// saturates, through the float-to-int conversion's saturation) and far too large
+/// (everything rounds to the zero point): the vector epilogue's clamping order must
+/// still give the interpreter's values.
+#[test]
+fn extreme_output_scales_saturate_like_the_interpreter() {
+    let mut rng = Rng(0x5a7);
+    let sh = Shape {
+        n: 1,
+        c_in: 16,
+        c_out: 20,
+        group: 1,
+        h: 6,
+        w: 9,
+        k: [3, 3],
+        s: [1, 1],
+        d: [1, 1],
+        pads: [1, 1, 1, 1],
+        act: Activation::None,
+    };
+    for (i, mul) in [1e-9f32, 1e-4, 1e4].into_iter().enumerate() {
+        for xq in [QType::U8, QType::I8] {
+            let g = quant_conv_scaled(&mut rng, &sh, xq, true, true, mul);
+            let ins = inputs_for(&g, i as u64);
+            for contract in Contract::ALL {
+                for ks in KERNEL_SETS {
+                    compare_bits(
+                        &g,
+                        &ins,
+                        contract,
+                        ks,
+                        &format!("scale x{mul} {xq:?} {contract} {ks:?}"),
+                    );
+                }
             }
         }
     }

@@ -31,8 +31,13 @@ fn compiled_model_matches_the_interpreter() {
         |_, _| {},
     )
     .expect("passes");
-    let want = qc::run_interp(Path::new("cnn_qdq"), &g, &[x.clone()], &Default::default())
-        .expect("interp");
+    let want = qc::run_interp(
+        Path::new("cnn_qdq"),
+        &g,
+        std::slice::from_ref(&x),
+        &Default::default(),
+    )
+    .expect("interp");
     assert_eq!(got, want);
 
     // run_into writes the caller's buffer with the same values.
@@ -78,7 +83,7 @@ fn wrong_inputs_are_typed_errors() {
         assert!(err.to_string().contains(needle), "{err}");
     }
     // A wrong output buffer.
-    let mut y = vec![0f32; 9];
+    let mut y = [0f32; 9];
     let err = compiled
         .run_into(
             &[TensorRef::new(&[1, 3, 16, 16], &x[..])],

@@ -335,7 +335,7 @@ impl Importer<'_> {
     /// them, a `requantize` follows.
     pub(super) fn qlinear_concat(&mut self, cx: &Cx) -> Result<ValueId> {
         let n = cx.node.input.len();
-        if n < 5 || (n - 2) % 3 != 0 {
+        if n < 5 || !(n - 2).is_multiple_of(3) {
             return Err(cx.err(format!(
                 "expects Y_scale, Y_zero_point and (tensor, scale, zero point) triples, got {n} inputs"
             )));

@@ -1,0 +1,549 @@
+//! Native (ahead-of-time, `std::arch`) micro-kernels that generated code calls for the
+//! innermost quantized GEMM tile, chosen once per compilation by CPU feature detection.
+//!
+//! **Contract of a pair-tile kernel** ([`PairTile`]), called with the C ABI as
+//! `f(a, a_row, b, b_step, kp, mr, out)`:
+//! - `a`: packed weights, `mr` rows at `a + r * a_row` bytes, each `kp` i16 pairs;
+//! - `b`: packed activations, pair step `q` at `b + q * b_step` bytes, holding `nr`
+//!   columns of one i16 pair each (`4 * nr` bytes read per step);
+//! - `out`: `mr × nr` i32, row-major with row stride `nr`, overwritten with
+//!   `Σ_q Σ_j a[r][q][j] · b[q][c][j]`, wrapping in i32.
+//!
+//! The packed format is `linear`'s: every i16 is `w - zw` or `x - zx` of 8-bit values,
+//! so lies in `[-255, 255]`. **Exactness:** each product is at most 255² = 65025 in
+//! magnitude and a pair sum at most 130050, so `pmaddwd`/`vpdpwssd` (which multiply
+//! i16 pairs exactly and add the two products in i32; the only rounding case, both
+//! pairs `-32768 · -32768`, cannot occur) give the exact pair sums; the accumulation
+//! wraps in i32 like the interpreter's. Sums are associative modulo 2^32, so the order
+//! differs from the interpreter's without changing a bit.
+//!
+//! **Invariant:** a kernel is only ever returned by [`pair_tile`] after the CPU
+//! features it is compiled for were detected at run time.
+
+use crate::KernelSet;
+
+/// A native tile kernel: its address (an `extern "C"` function of the contract above)
+/// and its tile size.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PairTile {
+    pub addr: usize,
+    /// Most rows per call.
+    pub mr: usize,
+    /// Columns per call (the packed `B` is padded to a multiple of this).
+    pub nr: usize,
+}
+
+/// The best pair-tile kernel for this host under `ks`, if any.
+pub(crate) fn pair_tile(ks: KernelSet) -> Option<PairTile> {
+    match ks {
+        KernelSet::Cranelift => None,
+        KernelSet::Auto => detect(),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect() -> Option<PairTile> {
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vnni")
+    {
+        return Some(PairTile {
+            addr: x86::vnni512_entry as *const () as usize,
+            mr: x86::MR512,
+            nr: x86::NR512,
+        });
+    }
+    if std::arch::is_x86_feature_detected!("avx2") {
+        return Some(PairTile {
+            addr: x86::avx2_entry as *const () as usize,
+            mr: x86::MR256,
+            nr: x86::NR256,
+        });
+    }
+    None
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect() -> Option<PairTile> {
+    None
+}
+
+/// The best depthwise row kernel for this host under `ks`, if any: the address of an
+/// `extern "C" fn(raw, n, k, w, signed, out, _)` that sets, for every `c < n`,
+/// `out[c] = Σ_{t<k} x(raw[t * n + c]) · w[t]` wrapping in i32, where `x` reads the byte
+/// as u8 (`signed == 0`) or i8, `w` is `k` i32 (each in `[-255, 255]`), `raw` holds
+/// `k * n` bytes and `out` `n` i32. **Exactness:** |x · w| < 2^16, so `vpmulld` is
+/// exact, and `vpaddd` wraps like the interpreter's i32 sum.
+pub(crate) fn dw_rows(ks: KernelSet) -> Option<usize> {
+    match ks {
+        KernelSet::Cranelift => None,
+        KernelSet::Auto => detect_dw(),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect_dw() -> Option<usize> {
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        return Some(x86::dw512_entry as *const () as usize);
+    }
+    None
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect_dw() -> Option<usize> {
+    None
+}
+
+/// The best quad-tile kernel for this host under `ks`, if any.
+///
+/// **Contract of a quad-tile kernel**: as a pair-tile kernel (same arguments, same
+/// `PairTile` fields), but a step holds *quads*: `a` rows hold `kp` quads of i8, `b`
+/// steps hold `nr` columns of one u8 quad each, and `out[r][c] = Σ_q Σ_j a[r][q][j] ·
+/// b[q][c][j]` (a signed, b unsigned), wrapping in i32. **Exactness:** `vpdpbusd`
+/// multiplies u8 by i8 exactly (|product| ≤ 255 · 128) and adds the four products and
+/// the accumulator in i32 with wrap-around (the non-saturating form), which is the
+/// interpreter's wrapping i32 sum up to order, and order is immaterial modulo 2^32.
+pub(crate) fn quad_tile(ks: KernelSet) -> Option<PairTile> {
+    match ks {
+        KernelSet::Cranelift => None,
+        KernelSet::Auto => detect_quad(),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect_quad() -> Option<PairTile> {
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vnni")
+    {
+        return Some(PairTile {
+            addr: x86::dpbusd512_entry as *const () as usize,
+            mr: x86::MR512,
+            nr: x86::NR512,
+        });
+    }
+    None
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect_quad() -> Option<PairTile> {
+    None
+}
+
+// The AVX-512 intrinsics are stable since Rust 1.89, the workspace's `rust-version`.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    pub(super) const MR512: usize = 6;
+    pub(super) const NR512: usize = 32;
+    pub(super) const MR256: usize = 4;
+    pub(super) const NR256: usize = 16;
+
+    /// # Safety
+    /// The CPU has AVX-512F/BW/VNNI; the pointers satisfy the module contract with
+    /// `nr = NR512` and `R` rows.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn vnni512<const R: usize>(
+        a: *const u8,
+        a_row: usize,
+        b: *const u8,
+        b_step: usize,
+        kp: usize,
+        out: *mut i32,
+    ) {
+        let mut acc = [[_mm512_setzero_si512(); 2]; R];
+        for q in 0..kp {
+            // SAFETY: step q < kp of B: 4 * NR512 = 128 bytes at b + q * b_step are
+            // inside packed B (contract); rows r < R of A hold kp pairs, so the 4
+            // bytes at a + r * a_row + 4q are inside packed A.
+            unsafe {
+                let bp = b.add(q * b_step);
+                let b0 = _mm512_loadu_si512(bp.cast());
+                let b1 = _mm512_loadu_si512(bp.add(64).cast());
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let av = (a.add(r * a_row + 4 * q) as *const i32).read_unaligned();
+                    let av = _mm512_set1_epi32(av);
+                    acc[0] = _mm512_dpwssd_epi32(acc[0], av, b0);
+                    acc[1] = _mm512_dpwssd_epi32(acc[1], av, b1);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            // SAFETY: out holds R × NR512 i32 (contract); row r at r * NR512.
+            unsafe {
+                let o = out.add(r * NR512);
+                _mm512_storeu_si512(o.cast(), acc[0]);
+                _mm512_storeu_si512(o.add(16).cast(), acc[1]);
+            }
+        }
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512F/BW/VNNI; the pointers satisfy the quad contract with
+    /// `nr = NR512` and `R` rows.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn dpbusd512<const R: usize>(
+        a: *const u8,
+        a_row: usize,
+        b: *const u8,
+        b_step: usize,
+        kq: usize,
+        out: *mut i32,
+    ) {
+        let mut acc = [[_mm512_setzero_si512(); 2]; R];
+        for q in 0..kq {
+            // SAFETY: step q < kq of B: 128 bytes at b + q * b_step are inside packed
+            // B; rows r < R of A hold kq quads, so the 4 bytes at a + r * a_row + 4q
+            // are inside packed A (contract).
+            unsafe {
+                let bp = b.add(q * b_step);
+                let b0 = _mm512_loadu_si512(bp.cast());
+                let b1 = _mm512_loadu_si512(bp.add(64).cast());
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let av = (a.add(r * a_row + 4 * q) as *const i32).read_unaligned();
+                    let av = _mm512_set1_epi32(av);
+                    // u8 operand first: the activations.
+                    acc[0] = _mm512_dpbusd_epi32(acc[0], b0, av);
+                    acc[1] = _mm512_dpbusd_epi32(acc[1], b1, av);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            // SAFETY: out holds R × NR512 i32 (contract).
+            unsafe {
+                let o = out.add(r * NR512);
+                _mm512_storeu_si512(o.cast(), acc[0]);
+                _mm512_storeu_si512(o.add(16).cast(), acc[1]);
+            }
+        }
+    }
+
+    /// The C-ABI entry of the AVX-512 quad kernel (`mr` in `1..=MR512`).
+    pub(super) extern "C" fn dpbusd512_entry(
+        a: *const u8,
+        a_row: usize,
+        b: *const u8,
+        b_step: usize,
+        kq: usize,
+        mr: usize,
+        out: *mut i32,
+    ) {
+        // SAFETY: only handed out by `detect_quad` after AVX-512F/BW/VNNI were
+        // detected; generated code passes pointers satisfying the quad contract.
+        unsafe {
+            match mr {
+                1 => dpbusd512::<1>(a, a_row, b, b_step, kq, out),
+                2 => dpbusd512::<2>(a, a_row, b, b_step, kq, out),
+                3 => dpbusd512::<3>(a, a_row, b, b_step, kq, out),
+                4 => dpbusd512::<4>(a, a_row, b, b_step, kq, out),
+                5 => dpbusd512::<5>(a, a_row, b, b_step, kq, out),
+                6 => dpbusd512::<6>(a, a_row, b, b_step, kq, out),
+                _ => {}
+            }
+        }
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512F; the pointers satisfy the `dw_rows` contract.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn dw512(
+        raw: *const u8,
+        n: usize,
+        k: usize,
+        w: *const i32,
+        signed: bool,
+        out: *mut i32,
+    ) {
+        let full = n / 16;
+        for c in 0..full {
+            let mut acc = _mm512_setzero_si512();
+            for t in 0..k {
+                // SAFETY: t < k and c * 16 + 16 <= n, so the 16 bytes at
+                // raw + t * n + 16c are inside the k * n bytes of raw; w has k entries.
+                unsafe {
+                    let v = _mm_loadu_si128(raw.add(t * n + 16 * c).cast());
+                    let x = if signed {
+                        _mm512_cvtepi8_epi32(v)
+                    } else {
+                        _mm512_cvtepu8_epi32(v)
+                    };
+                    let wt = _mm512_set1_epi32(*w.add(t));
+                    acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(x, wt));
+                }
+            }
+            // SAFETY: 16 i32 at out + 16c, inside out's n entries.
+            unsafe { _mm512_storeu_si512(out.add(16 * c).cast(), acc) };
+        }
+        for c in full * 16..n {
+            let mut acc = 0i32;
+            for t in 0..k {
+                // SAFETY: t < k, c < n: inside raw and w (contract).
+                let (b, wt) = unsafe { (*raw.add(t * n + c), *w.add(t)) };
+                let x = if signed {
+                    i32::from(b as i8)
+                } else {
+                    i32::from(b)
+                };
+                acc = acc.wrapping_add(x.wrapping_mul(wt));
+            }
+            // SAFETY: c < n.
+            unsafe { *out.add(c) = acc };
+        }
+    }
+
+    /// The C-ABI entry of the depthwise row kernel.
+    pub(super) extern "C" fn dw512_entry(
+        raw: *const u8,
+        n: usize,
+        k: usize,
+        w: *const i32,
+        signed: usize,
+        out: *mut i32,
+        _unused: usize,
+    ) {
+        // SAFETY: only handed out by `detect_dw` after AVX-512F was detected;
+        // generated code passes pointers satisfying the `dw_rows` contract.
+        unsafe { dw512(raw, n, k, w, signed != 0, out) }
+    }
+
+    /// # Safety
+    /// The CPU has AVX2; the pointers satisfy the module contract with `nr = NR256`.
+    #[target_feature(enable = "avx2")]
+    unsafe fn avx2<const R: usize>(
+        a: *const u8,
+        a_row: usize,
+        b: *const u8,
+        b_step: usize,
+        kp: usize,
+        out: *mut i32,
+    ) {
+        let mut acc = [[_mm256_setzero_si256(); 2]; R];
+        for q in 0..kp {
+            // SAFETY: as in `vnni512`, with 4 * NR256 = 64 bytes of B per step.
+            unsafe {
+                let bp = b.add(q * b_step);
+                let b0 = _mm256_loadu_si256(bp.cast());
+                let b1 = _mm256_loadu_si256(bp.add(32).cast());
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let av = (a.add(r * a_row + 4 * q) as *const i32).read_unaligned();
+                    let av = _mm256_set1_epi32(av);
+                    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(av, b0));
+                    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(av, b1));
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            // SAFETY: out holds R × NR256 i32 (contract).
+            unsafe {
+                let o = out.add(r * NR256);
+                _mm256_storeu_si256(o.cast(), acc[0]);
+                _mm256_storeu_si256(o.add(8).cast(), acc[1]);
+            }
+        }
+    }
+
+    /// The C-ABI entry of the AVX-512 kernel (`mr` in `1..=MR512`; others do nothing).
+    pub(super) extern "C" fn vnni512_entry(
+        a: *const u8,
+        a_row: usize,
+        b: *const u8,
+        b_step: usize,
+        kp: usize,
+        mr: usize,
+        out: *mut i32,
+    ) {
+        // SAFETY: only handed out by `detect` after AVX-512F/BW/VNNI were detected;
+        // generated code passes pointers satisfying the module contract.
+        unsafe {
+            match mr {
+                1 => vnni512::<1>(a, a_row, b, b_step, kp, out),
+                2 => vnni512::<2>(a, a_row, b, b_step, kp, out),
+                3 => vnni512::<3>(a, a_row, b, b_step, kp, out),
+                4 => vnni512::<4>(a, a_row, b, b_step, kp, out),
+                5 => vnni512::<5>(a, a_row, b, b_step, kp, out),
+                6 => vnni512::<6>(a, a_row, b, b_step, kp, out),
+                _ => {}
+            }
+        }
+    }
+
+    /// The C-ABI entry of the AVX2 kernel (`mr` in `1..=MR256`; others do nothing).
+    pub(super) extern "C" fn avx2_entry(
+        a: *const u8,
+        a_row: usize,
+        b: *const u8,
+        b_step: usize,
+        kp: usize,
+        mr: usize,
+        out: *mut i32,
+    ) {
+        // SAFETY: only handed out by `detect` after AVX2 was detected; generated code
+        // passes pointers satisfying the module contract.
+        unsafe {
+            match mr {
+                1 => avx2::<1>(a, a_row, b, b_step, kp, out),
+                2 => avx2::<2>(a, a_row, b, b_step, kp, out),
+                3 => avx2::<3>(a, a_row, b, b_step, kp, out),
+                4 => avx2::<4>(a, a_row, b, b_step, kp, out),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::x86;
+
+    type Entry = extern "C" fn(*const u8, usize, *const u8, usize, usize, usize, *mut i32);
+
+    /// Each kernel against the contract's formula, written out as plain loops over
+    /// extreme and mixed values (±255, the widest the packed format holds), every row
+    /// count, odd `kp`, and row/step strides with slack.
+    fn check(f: Entry, mr_max: usize, nr: usize) {
+        let kp = 37;
+        let a_row = kp * 4 + 12;
+        let b_step = nr * 4 + 20;
+        let mut seed = 0x1234_5678_u64;
+        let mut val = |i: usize| -> i16 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            match i % 5 {
+                0 => 255,
+                1 => -255,
+                _ => ((seed >> 33) % 511) as i16 - 255,
+            }
+        };
+        let a: Vec<i16> = (0..mr_max * a_row / 2).map(&mut val).collect();
+        let b: Vec<i16> = (0..kp * b_step / 2).map(&mut val).collect();
+        for mr in 1..=mr_max {
+            let mut out = vec![0x5555_5555_i32; mr * nr];
+            f(
+                a.as_ptr().cast(),
+                a_row,
+                b.as_ptr().cast(),
+                b_step,
+                kp,
+                mr,
+                out.as_mut_ptr(),
+            );
+            for r in 0..mr {
+                for c in 0..nr {
+                    let mut want = 0i64;
+                    for q in 0..kp {
+                        for j in 0..2 {
+                            let av = a[(r * a_row + 4 * q) / 2 + j];
+                            let bv = b[(q * b_step + 4 * c) / 2 + j];
+                            want += i64::from(av) * i64::from(bv);
+                        }
+                    }
+                    assert_eq!(i64::from(out[r * nr + c]), want, "mr {mr} r {r} c {c}");
+                }
+            }
+        }
+    }
+
+    /// The quad kernel against the contract's formula (u8 × i8 extremes included).
+    #[test]
+    fn avx512_quad_tile_matches_formula() {
+        if !(std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vnni"))
+        {
+            return;
+        }
+        let (kq, nr) = (19, x86::NR512);
+        let a_row = kq * 4 + 8;
+        let b_step = nr * 4 + 12;
+        let a: Vec<i8> = (0..x86::MR512 * a_row)
+            .map(|i| match i % 7 {
+                0 => -128,
+                1 => 127,
+                _ => ((i * 37) % 256) as u8 as i8,
+            })
+            .collect();
+        let b: Vec<u8> = (0..kq * b_step)
+            .map(|i| {
+                if i % 5 == 0 {
+                    255
+                } else {
+                    (i * 91 % 256) as u8
+                }
+            })
+            .collect();
+        for mr in 1..=x86::MR512 {
+            let mut out = vec![7i32; mr * nr];
+            x86::dpbusd512_entry(
+                a.as_ptr().cast(),
+                a_row,
+                b.as_ptr(),
+                b_step,
+                kq,
+                mr,
+                out.as_mut_ptr(),
+            );
+            for r in 0..mr {
+                for c in 0..nr {
+                    let want: i64 = (0..kq * 4)
+                        .map(|kk| {
+                            let (q, j) = (kk / 4, kk % 4);
+                            i64::from(a[r * a_row + 4 * q + j])
+                                * i64::from(b[q * b_step + 4 * c + j])
+                        })
+                        .sum();
+                    assert_eq!(i64::from(out[r * nr + c]), want, "mr {mr} r {r} c {c}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dw_rows_match_formula() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let (k, n) = (9, 53);
+        let raw: Vec<u8> = (0..k * n).map(|i| (i * 73 % 256) as u8).collect();
+        let w: Vec<i32> = (0..k as i32)
+            .map(|t| if t == 0 { -255 } else { 255 - 61 * t })
+            .collect();
+        for signed in [0usize, 1] {
+            let mut out = vec![0i32; n];
+            x86::dw512_entry(raw.as_ptr(), n, k, w.as_ptr(), signed, out.as_mut_ptr(), 0);
+            for c in 0..n {
+                let want: i64 = (0..k)
+                    .map(|t| {
+                        let b = raw[t * n + c];
+                        let x = if signed == 1 {
+                            i64::from(b as i8)
+                        } else {
+                            i64::from(b)
+                        };
+                        x * i64::from(w[t])
+                    })
+                    .sum();
+                assert_eq!(i64::from(out[c]), want, "signed {signed} c {c}");
+            }
+        }
+    }
+
+    #[test]
+    fn avx2_tile_matches_formula() {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            check(x86::avx2_entry, x86::MR256, x86::NR256);
+        }
+    }
+
+    #[test]
+    fn avx512_tile_matches_formula() {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+        {
+            check(x86::vnni512_entry, x86::MR512, x86::NR512);
+        }
+    }
+}
