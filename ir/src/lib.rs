@@ -15,6 +15,7 @@ pub mod dtype;
 pub mod graph;
 pub mod infer;
 pub mod op;
+pub mod real;
 pub mod stats;
 pub mod tensor;
 pub mod text;

@@ -26,13 +26,9 @@ pub enum Activation {
 }
 
 impl Activation {
-    /// Apply to a real value.
+    /// Apply to a real value (`qc_ir::real::activation`; NaN passes through).
     pub fn apply(self, x: f32) -> f32 {
-        match self {
-            Activation::None => x,
-            Activation::Relu => x.max(0.0),
-            Activation::Clip { min, max } => x.max(min).min(max),
-        }
+        crate::real::activation(self, x)
     }
 }
 

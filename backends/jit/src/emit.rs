@@ -261,13 +261,13 @@ impl<'a> E<'a> {
         self.b.ins().select(k, a, b)
     }
 
-    /// `funcs::relu`.
+    /// `qc_ir::real::relu`.
     pub fn relu(&mut self, x: Value) -> Value {
         let z = self.f32c(0.0);
         self.sel_lt(x, z, z, x)
     }
 
-    /// `funcs::clip`.
+    /// `qc_ir::real::clip`.
     pub fn clip(&mut self, x: Value, lo: f32, hi: f32) -> Value {
         let l = self.f32c(lo);
         let h = self.f32c(hi);
@@ -275,7 +275,7 @@ impl<'a> E<'a> {
         self.sel_gt(y, h, h, y)
     }
 
-    /// `funcs::hard_sigmoid`.
+    /// `qc_ir::real::hard_sigmoid`.
     pub fn hard_sigmoid(&mut self, x: Value, alpha: f32, beta: f32) -> Value {
         let a = self.f32c(alpha);
         let bb = self.f32c(beta);

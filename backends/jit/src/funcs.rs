@@ -1,4 +1,4 @@
-//! The float formulas of the reference interpreter, as Rust functions.
+//! The float formulas of the reference interpreter (`qc_ir::real`), as the JIT uses them.
 //!
 //! **Invariant:** each function here computes, bit for bit, what `qc-interp`'s float
 //! kernel computes for the same op (same operations, same order, same libm calls).
@@ -12,73 +12,15 @@
 
 use qc_ir::Op;
 
-/// numpy `clip`: `min(max(x, lo), hi)`, NaN passes through.
-pub(crate) fn clip(x: f32, lo: f32, hi: f32) -> f32 {
-    let y = if x < lo { lo } else { x };
-    if y > hi {
-        hi
-    } else {
-        y
-    }
-}
+pub(crate) use qc_ir::real::{clip_bounds, sigmoid, HARD_SWISH_ALPHA};
 
-pub(crate) fn relu(x: f32) -> f32 {
-    if x < 0.0 {
-        0.0
-    } else {
-        x
-    }
-}
-
-pub(crate) fn sigmoid(x: f32) -> f32 {
-    if x > 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
-}
-
-pub(crate) fn hard_sigmoid(x: f32, alpha: f32, beta: f32) -> f32 {
-    let v = x * alpha + beta;
-    let v = if v > 1.0 { 1.0 } else { v };
-    if v < 0.0 {
-        0.0
-    } else {
-        v
-    }
-}
-
-/// ONNX HardSwish: `x * HardSigmoid(x)` with alpha = 1/6, beta = 0.5.
-pub(crate) const HARD_SWISH_ALPHA: f32 = 1.0 / 6.0;
-
-/// The bounds of `clip` as the interpreter reads them.
-pub(crate) fn clip_bounds(min: Option<f64>, max: Option<f64>) -> (f32, f32) {
-    (
-        min.map_or(f32::NEG_INFINITY, |v| v as f32),
-        max.map_or(f32::INFINITY, |v| v as f32),
-    )
-}
-
-/// The real-valued function of a unary elementwise op, if `op` is one.
+/// The real-valued function of a unary elementwise op, if `op` is one: the shared
+/// definition of `qc_ir::real`, plus the ops that carry values through unchanged.
 pub(crate) fn unary_real(op: &Op) -> Option<Box<dyn Fn(f32) -> f32>> {
+    if let Some(f) = qc_ir::real::unary(op) {
+        return Some(f);
+    }
     Some(match op {
-        Op::Relu => Box::new(relu),
-        Op::LeakyRelu { alpha } => {
-            let a = *alpha;
-            Box::new(move |x| if x < 0.0 { x * a } else { x })
-        }
-        Op::Clip { min, max } => {
-            let (lo, hi) = clip_bounds(*min, *max);
-            Box::new(move |x| clip(x, lo, hi))
-        }
-        Op::Sigmoid => Box::new(sigmoid),
-        Op::HardSigmoid { alpha, beta } => {
-            let (a, b) = (*alpha, *beta);
-            Box::new(move |x| hard_sigmoid(x, a, b))
-        }
-        Op::HardSwish => Box::new(|x| x * hard_sigmoid(x, HARD_SWISH_ALPHA, 0.5)),
-        Op::Tanh => Box::new(f32::tanh),
         Op::Identity
         | Op::Flatten { .. }
         | Op::Reshape { .. }

@@ -7,7 +7,10 @@
 
 use std::borrow::Cow;
 
+use qc_ir::real::{hard_sigmoid, hard_swish, leaky_relu, sigmoid};
 use qc_ir::{Activation, Op, Tensor, TensorData};
+
+pub(crate) use qc_ir::real::{activation as act, clip, relu};
 
 use crate::util::{broadcast_map, broadcast_shapes, fmt_dims, numel, split_at_axis, KResult};
 use crate::{conv, gemm, movement, pool};
@@ -25,33 +28,6 @@ pub(crate) enum Out {
     T(Tensor),
 }
 
-/// numpy `clip`: `min(max(x, lo), hi)`, NaN passes through.
-pub(crate) fn clip(x: f32, lo: f32, hi: f32) -> f32 {
-    let y = if x < lo { lo } else { x };
-    if y > hi {
-        hi
-    } else {
-        y
-    }
-}
-
-pub(crate) fn relu(x: f32) -> f32 {
-    if x < 0.0 {
-        0.0
-    } else {
-        x
-    }
-}
-
-/// A fused activation on a real value.
-pub(crate) fn act(a: Activation, x: f32) -> f32 {
-    match a {
-        Activation::None => x,
-        Activation::Relu => relu(x),
-        Activation::Clip { min, max } => clip(x, min, max),
-    }
-}
-
 fn apply_act(a: Activation, mut v: Vec<f32>) -> Vec<f32> {
     if a != Activation::None {
         for x in &mut v {
@@ -59,26 +35,6 @@ fn apply_act(a: Activation, mut v: Vec<f32>) -> Vec<f32> {
         }
     }
     v
-}
-
-fn sigmoid(x: f32) -> f32 {
-    // The numerically stable form of the ONNX reference.
-    if x > 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
-}
-
-fn hard_sigmoid(x: f32, alpha: f32, beta: f32) -> f32 {
-    let v = x * alpha + beta;
-    let v = if v > 1.0 { 1.0 } else { v };
-    if v < 0.0 {
-        0.0
-    } else {
-        v
-    }
 }
 
 fn arity(xs: &[FT], lo: usize, hi: usize) -> KResult<()> {
@@ -234,7 +190,7 @@ pub(crate) fn run(op: &Op, xs: &[FT], n_out: usize) -> KResult<Vec<Out>> {
             one(shape, acc)
         }
         Op::Relu => unary(xs, relu),
-        Op::LeakyRelu { alpha } => unary(xs, |x| if x < 0.0 { x * alpha } else { x }),
+        Op::LeakyRelu { alpha } => unary(xs, |x| leaky_relu(x, *alpha)),
         Op::PRelu => {
             arity(xs, 2, 2)?;
             let (x, s) = (&xs[0], &xs[1]);
@@ -261,8 +217,7 @@ pub(crate) fn run(op: &Op, xs: &[FT], n_out: usize) -> KResult<Vec<Out>> {
         }
         Op::Sigmoid => unary(xs, sigmoid),
         Op::HardSigmoid { alpha, beta } => unary(xs, |x| hard_sigmoid(x, *alpha, *beta)),
-        // ONNX HardSwish is x * HardSigmoid(x) with alpha = 1/6, beta = 0.5.
-        Op::HardSwish => unary(xs, |x| x * hard_sigmoid(x, 1.0 / 6.0, 0.5)),
+        Op::HardSwish => unary(xs, hard_swish),
         Op::Tanh => unary(xs, f32::tanh),
         Op::MaxPool {
             pool,
