@@ -18,12 +18,11 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use common::{compare, fixtures, read_pb, ONNX_TOL};
-use qc_ir::{Graph, Tensor};
+use common::{fixtures, import_case, io_names, read_set_inputs, subdirs, ONNX_TOL};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Expect {
@@ -69,121 +68,8 @@ fn parse_manifest(text: &str) -> Result<BTreeMap<String, Expect>, String> {
     Ok(m)
 }
 
-/// Sorted subdirectories of `dir` whose names start with `prefix`.
-fn subdirs(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(prefix))
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-/// `<prefix>_0.pb`, `<prefix>_1.pb`, ... up to the first missing index.
-fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    (0..)
-        .map(|j| dir.join(format!("{prefix}_{j}.pb")))
-        .take_while(|p| p.exists())
-        .collect()
-}
-
-/// Names of the model's graph inputs and outputs, in order.
-fn io_names(model: &[u8]) -> Result<(Vec<String>, Vec<String>), String> {
-    let m = <onnx_protobuf::ModelProto as protobuf::Message>::parse_from_bytes(model)
-        .map_err(|e| format!("parsing model.onnx: {e}"))?;
-    let g = m.graph.as_ref().ok_or("model.onnx has no graph")?;
-    Ok((
-        g.input.iter().map(|v| v.name.clone()).collect(),
-        g.output.iter().map(|v| v.name.clone()).collect(),
-    ))
-}
-
-/// Import, moving inputs the importer needs as constants into `const_inputs`.
-fn import_case(model: &[u8], inputs: &HashMap<String, Tensor>) -> Result<Graph, String> {
-    let mut opts = qc_onnx::ImportOptions::default();
-    for (name, t) in inputs {
-        opts.input_shapes.insert(name.clone(), t.dims().to_vec());
-    }
-    loop {
-        match qc_onnx::import(model, &opts, &qc_onnx::NoExternalData) {
-            Ok(g) => return Ok(g),
-            Err(qc_onnx::Error::InputMustBeConstant { node, op, input }) => {
-                let t = inputs.get(&input).ok_or_else(|| {
-                    format!(
-                        "{op} '{node}' needs input '{input}' constant, and the test has no value"
-                    )
-                })?;
-                if opts.const_inputs.insert(input.clone(), t.clone()).is_some() {
-                    return Err(format!(
-                        "import asked again for constant input '{input}' ({op} '{node}')"
-                    ));
-                }
-                opts.input_shapes.remove(&input);
-            }
-            Err(e) => return Err(format!("import: {e}")),
-        }
-    }
-}
-
 fn run_case(case: &Path) -> Result<(), String> {
-    let model =
-        std::fs::read(case.join("model.onnx")).map_err(|e| format!("reading model.onnx: {e}"))?;
-    let (in_names, out_names) = io_names(&model)?;
-    let sets = subdirs(case, "test_data_set_");
-    if sets.is_empty() {
-        return Err("no test_data_set_*".into());
-    }
-    for set in sets {
-        let set_name = set
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("?")
-            .to_string();
-        let mut inputs = HashMap::new();
-        for (j, p) in numbered(&set, "input").iter().enumerate() {
-            let name = in_names.get(j).ok_or_else(|| {
-                format!(
-                    "{set_name}: input_{j}.pb but the model has {} inputs",
-                    in_names.len()
-                )
-            })?;
-            inputs.insert(name.clone(), read_pb(p)?);
-        }
-        let expected = numbered(&set, "output");
-        let g = import_case(&model, &inputs)?;
-        let runtime: HashMap<String, Tensor> = g
-            .inputs
-            .iter()
-            .map(|p| {
-                inputs
-                    .get(&p.name)
-                    .map(|t| (p.name.clone(), t.clone()))
-                    .ok_or_else(|| format!("graph input '{}' has no test value", p.name))
-            })
-            .collect::<Result<_, _>>()?;
-        let got = common::run_named(&g, &runtime)?;
-        for (j, p) in expected.iter().enumerate() {
-            let name = out_names.get(j).ok_or_else(|| {
-                format!(
-                    "{set_name}: output_{j}.pb but the model has {} outputs",
-                    out_names.len()
-                )
-            })?;
-            let exp = read_pb(p)?;
-            let (_, t) = got
-                .iter()
-                .find(|(n, _)| n == name)
-                .ok_or_else(|| format!("output '{name}' missing from qc's graph outputs"))?;
-            compare(t, &exp, ONNX_TOL).map_err(|e| format!("{set_name} output '{name}': {e}"))?;
-        }
-    }
-    Ok(())
+    common::check_node_case(case, ONNX_TOL, &common::run)
 }
 
 #[test]
@@ -289,12 +175,7 @@ fn text_form_round_trips_imported_cases() {
             let Some(set) = subdirs(&case, "test_data_set_").into_iter().next() else {
                 return Ok(None);
             };
-            let mut inputs = HashMap::new();
-            for (j, p) in numbered(&set, "input").iter().enumerate() {
-                if let Some(n) = in_names.get(j) {
-                    inputs.insert(n.clone(), read_pb(p)?);
-                }
-            }
+            let inputs = read_set_inputs(&set, &in_names)?;
             let Ok(g) = import_case(&model, &inputs) else {
                 return Ok(None);
             };

@@ -18,11 +18,11 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use common::{compare, fixtures, read_npy, read_pb, Tol, ONNX_TOL};
+use common::{fixtures, read_npy, Tol, ONNX_TOL};
 use qc_ir::{Graph, Tensor};
 
 /// Bit-exact comparison (integers equal; floats equal up to `0 + 0 * |exp|`).
@@ -62,60 +62,6 @@ fn pass_cases() -> Vec<String> {
         .collect()
 }
 
-fn subdirs(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(prefix))
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    (0..)
-        .map(|j| dir.join(format!("{prefix}_{j}.pb")))
-        .take_while(|p| p.exists())
-        .collect()
-}
-
-fn io_names(model: &[u8]) -> Result<(Vec<String>, Vec<String>), String> {
-    let m = <onnx_protobuf::ModelProto as protobuf::Message>::parse_from_bytes(model)
-        .map_err(|e| format!("parsing model.onnx: {e}"))?;
-    let g = m.graph.as_ref().ok_or("model.onnx has no graph")?;
-    Ok((
-        g.input.iter().map(|v| v.name.clone()).collect(),
-        g.output.iter().map(|v| v.name.clone()).collect(),
-    ))
-}
-
-fn import_case(model: &[u8], inputs: &HashMap<String, Tensor>) -> Result<Graph, String> {
-    let mut opts = qc_onnx::ImportOptions::default();
-    for (name, t) in inputs {
-        opts.input_shapes.insert(name.clone(), t.dims().to_vec());
-    }
-    loop {
-        match qc_onnx::import(model, &opts, &qc_onnx::NoExternalData) {
-            Ok(g) => return Ok(g),
-            Err(qc_onnx::Error::InputMustBeConstant { input, .. }) => {
-                let t = inputs
-                    .get(&input)
-                    .ok_or_else(|| format!("input '{input}' must be constant, no value"))?;
-                if opts.const_inputs.insert(input.clone(), t.clone()).is_some() {
-                    return Err(format!("import asked again for '{input}'"));
-                }
-                opts.input_shapes.remove(&input);
-            }
-            Err(e) => return Err(format!("import: {e}")),
-        }
-    }
-}
-
 fn default_pipeline(g: &mut Graph) -> Result<(), String> {
     let pipeline = qc_passes::Pipeline::parse("default").map_err(|e| e.to_string())?;
     let mut cx = qc_passes::PassCx::new(Default::default());
@@ -143,44 +89,11 @@ fn jit_compile(g: &Graph) -> Result<qc_jit::CompiledModel, String> {
 }
 
 fn run_case_jit(case: &Path, tol: Tol) -> Result<(), String> {
-    let model =
-        std::fs::read(case.join("model.onnx")).map_err(|e| format!("reading model.onnx: {e}"))?;
-    let (in_names, out_names) = io_names(&model)?;
-    let sets = subdirs(case, "test_data_set_");
-    if sets.is_empty() {
-        return Err("no test_data_set_*".into());
-    }
-    for set in sets {
-        let mut inputs = HashMap::new();
-        for (j, p) in numbered(&set, "input").iter().enumerate() {
-            let name = in_names.get(j).ok_or("more input files than inputs")?;
-            inputs.insert(name.clone(), read_pb(p)?);
-        }
-        let g = import_case(&model, &inputs)?;
-        let args: Vec<Tensor> = g
-            .inputs
-            .iter()
-            .map(|p| {
-                inputs
-                    .get(&p.name)
-                    .cloned()
-                    .ok_or_else(|| format!("graph input '{}' has no test value", p.name))
-            })
-            .collect::<Result<_, _>>()?;
-        let m = jit_compile(&g)?;
-        let got = m.run(&args).map_err(|e| format!("jit run: {e}"))?;
-        for (j, p) in numbered(&set, "output").iter().enumerate() {
-            let name = out_names.get(j).ok_or("more output files than outputs")?;
-            let k = g
-                .outputs
-                .iter()
-                .position(|o| &o.name == name)
-                .ok_or_else(|| format!("output '{name}' missing"))?;
-            let exp = read_pb(p)?;
-            compare(&got[k], &exp, tol).map_err(|e| format!("output '{name}': {e}"))?;
-        }
-    }
-    Ok(())
+    common::check_node_case(case, tol, &|g, args| {
+        jit_compile(g)?
+            .run(args)
+            .map_err(|e| format!("jit run: {e}"))
+    })
 }
 
 fn run_guarded(case: &str, tol: Tol) -> Result<(), String> {

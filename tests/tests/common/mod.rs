@@ -228,3 +228,138 @@ pub fn check_text_roundtrip(g: &Graph) -> Result<(), String> {
     }
     Ok(())
 }
+
+// ---- ONNX backend node-test cases (`fixtures/onnx-node/<case>/`) ----
+
+/// Sorted subdirectories of `dir` whose names start with `prefix`.
+pub fn subdirs(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `<prefix>_0.pb`, `<prefix>_1.pb`, ... up to the first missing index.
+pub fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    (0..)
+        .map(|j| dir.join(format!("{prefix}_{j}.pb")))
+        .take_while(|p| p.exists())
+        .collect()
+}
+
+/// Names of the model's graph inputs and outputs, in order.
+pub fn io_names(model: &[u8]) -> Result<(Vec<String>, Vec<String>), String> {
+    let m = <onnx_protobuf::ModelProto as protobuf::Message>::parse_from_bytes(model)
+        .map_err(|e| format!("parsing model.onnx: {e}"))?;
+    let g = m.graph.as_ref().ok_or("model.onnx has no graph")?;
+    Ok((
+        g.input.iter().map(|v| v.name.clone()).collect(),
+        g.output.iter().map(|v| v.name.clone()).collect(),
+    ))
+}
+
+/// The `input_*.pb` tensors of one `test_data_set_*`, by the model's input names.
+pub fn read_set_inputs(set: &Path, in_names: &[String]) -> Result<HashMap<String, Tensor>, String> {
+    let mut inputs = HashMap::new();
+    for (j, p) in numbered(set, "input").iter().enumerate() {
+        let name = in_names.get(j).ok_or_else(|| {
+            format!(
+                "{}: input_{j}.pb but the model has {} inputs",
+                set.display(),
+                in_names.len()
+            )
+        })?;
+        inputs.insert(name.clone(), read_pb(p)?);
+    }
+    Ok(inputs)
+}
+
+/// Import, moving inputs the importer needs as constants into `const_inputs`.
+pub fn import_case(model: &[u8], inputs: &HashMap<String, Tensor>) -> Result<Graph, String> {
+    let mut opts = qc_onnx::ImportOptions::default();
+    for (name, t) in inputs {
+        opts.input_shapes.insert(name.clone(), t.dims().to_vec());
+    }
+    loop {
+        match qc_onnx::import(model, &opts, &qc_onnx::NoExternalData) {
+            Ok(g) => return Ok(g),
+            Err(qc_onnx::Error::InputMustBeConstant { node, op, input }) => {
+                let t = inputs.get(&input).ok_or_else(|| {
+                    format!(
+                        "{op} '{node}' needs input '{input}' constant, and the test has no value"
+                    )
+                })?;
+                if opts.const_inputs.insert(input.clone(), t.clone()).is_some() {
+                    return Err(format!(
+                        "import asked again for constant input '{input}' ({op} '{node}')"
+                    ));
+                }
+                opts.input_shapes.remove(&input);
+            }
+            Err(e) => return Err(format!("import: {e}")),
+        }
+    }
+}
+
+/// Executes a graph on positional inputs, returning outputs in graph-output order.
+pub type Exec<'a> = &'a dyn Fn(&Graph, &[Tensor]) -> Result<Vec<Tensor>, String>;
+
+/// Run every `test_data_set_*` of a case through `exec` (the graph and its remaining
+/// inputs in graph order → outputs in graph-output order) and compare each
+/// `output_*.pb` with `tol`.
+pub fn check_node_case(case: &Path, tol: Tol, exec: Exec<'_>) -> Result<(), String> {
+    let model =
+        std::fs::read(case.join("model.onnx")).map_err(|e| format!("reading model.onnx: {e}"))?;
+    let (in_names, out_names) = io_names(&model)?;
+    let sets = subdirs(case, "test_data_set_");
+    if sets.is_empty() {
+        return Err("no test_data_set_*".into());
+    }
+    for set in sets {
+        let set_name = set
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_string();
+        let inputs = read_set_inputs(&set, &in_names)?;
+        let g = import_case(&model, &inputs)?;
+        let args: Vec<Tensor> = g
+            .inputs
+            .iter()
+            .map(|p| {
+                inputs
+                    .get(&p.name)
+                    .cloned()
+                    .ok_or_else(|| format!("graph input '{}' has no test value", p.name))
+            })
+            .collect::<Result<_, _>>()?;
+        let got = exec(&g, &args)?;
+        for (j, p) in numbered(&set, "output").iter().enumerate() {
+            let name = out_names.get(j).ok_or_else(|| {
+                format!(
+                    "{set_name}: output_{j}.pb but the model has {} outputs",
+                    out_names.len()
+                )
+            })?;
+            let k = g
+                .outputs
+                .iter()
+                .position(|o| &o.name == name)
+                .ok_or_else(|| format!("output '{name}' missing from qc's graph outputs"))?;
+            let t = got
+                .get(k)
+                .ok_or_else(|| format!("output '{name}' not computed"))?;
+            let exp = read_pb(p)?;
+            compare(t, &exp, tol).map_err(|e| format!("{set_name} output '{name}': {e}"))?;
+        }
+    }
+    Ok(())
+}
