@@ -94,10 +94,32 @@ impl Callback {
 
 /// Every symbol the generated code may import, with its address.
 pub(crate) fn symbols() -> Vec<(&'static str, *const u8)> {
-    Callback::ALL
+    let mut v: Vec<(&'static str, *const u8)> = Callback::ALL
         .iter()
         .map(|c| (c.symbol(), c.address()))
-        .collect()
+        .collect();
+    let mark: extern "C" fn(i64) = qc_jit_profile_mark;
+    v.push((PROFILE_MARK, mark as *const u8));
+    v
+}
+
+/// The symbol a profiling build calls before each kernel (with the node index) and
+/// once after the last (with the node count).
+pub(crate) const PROFILE_MARK: &str = "qc_jit_profile_mark";
+
+thread_local! {
+    /// Marks of the current thread's profiled run: (node index, time).
+    pub(crate) static MARKS: std::cell::RefCell<Vec<(i64, std::time::Instant)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+pub(crate) extern "C" fn qc_jit_profile_mark(i: i64) {
+    let now = std::time::Instant::now();
+    MARKS.with(|m| {
+        if let Ok(mut m) = m.try_borrow_mut() {
+            m.push((i, now));
+        }
+    });
 }
 
 pub(crate) const SYMBOLS: usize = Callback::ALL.len();

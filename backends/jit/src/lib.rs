@@ -76,6 +76,9 @@ pub struct JitOptions {
     /// Rounding contract of requantization (default `float`).
     pub contract: Contract,
     pub kernels: KernelSet,
+    /// Time every kernel: the entry function records a time stamp before each node
+    /// (see [`CompiledModel::profile`]). Costs a call per node; off for production.
+    pub profile: bool,
 }
 
 /// What compilation produced and how long it took.
@@ -180,6 +183,18 @@ pub struct CompiledModel {
     input_bytes: Vec<usize>,
     output_bytes: Vec<usize>,
     stats: CompileStats,
+    /// Per node: (op name, node name), kept for profiles.
+    node_labels: Vec<(&'static str, String)>,
+    profiled: bool,
+}
+
+/// Time spent in one node's kernel during a profiled run.
+#[derive(Clone, Debug)]
+pub struct NodeTime {
+    pub node: usize,
+    pub op: &'static str,
+    pub name: String,
+    pub time: Duration,
 }
 
 const _: () = {
@@ -239,6 +254,39 @@ impl CompiledModel {
                 Tensor::new(ty.shape.clone(), d).map_err(cg)
             })
             .collect()
+    }
+
+    /// Run once on tensors and return, beside the outputs, the time each node's kernel
+    /// took (in node order). Needs a model compiled with [`JitOptions::profile`].
+    pub fn profile(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<NodeTime>)> {
+        if !self.profiled {
+            return Err(Error::Codegen(
+                "profile: the model was compiled without JitOptions::profile".into(),
+            ));
+        }
+        funcs::MARKS.with(|m| {
+            if let Ok(mut m) = m.try_borrow_mut() {
+                m.clear();
+            }
+        });
+        let outs = self.run(inputs)?;
+        let marks = funcs::MARKS.with(|m| m.try_borrow().map(|m| m.clone()).unwrap_or_default());
+        let mut times = Vec::with_capacity(self.node_labels.len());
+        for w in marks.windows(2) {
+            let (i, t0) = w[0];
+            let (_, t1) = w[1];
+            let Some((op, name)) = usize::try_from(i).ok().and_then(|i| self.node_labels.get(i))
+            else {
+                continue;
+            };
+            times.push(NodeTime {
+                node: i as usize,
+                op,
+                name: name.clone(),
+                time: t1.saturating_duration_since(t0),
+            });
+        }
+        Ok((outs, times))
     }
 
     /// Run on raw little-endian element bytes: `inputs[i]` must hold exactly the bytes
@@ -466,6 +514,16 @@ pub fn compile(g: &Graph, opts: &JitOptions) -> Result<CompiledModel> {
         .iter()
         .map(|&(f, _)| module.declare_func_in_func(f, &mut ctx.func))
         .collect();
+    let mark_ref = if opts.profile {
+        let mut msig = Signature::new(call_conv);
+        msig.params.push(AbiParam::new(I64));
+        let id = module
+            .declare_function(funcs::PROFILE_MARK, Linkage::Import, &msig)
+            .map_err(cg)?;
+        Some(module.declare_func_in_func(id, &mut ctx.func))
+    } else {
+        None
+    };
     {
         let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
         let blk = b.create_block();
@@ -509,7 +567,15 @@ pub fn compile(g: &Graph, opts: &JitOptions) -> Result<CompiledModel> {
                 args.push(ptr_of(&mut b, &mut pool, v)?);
             }
             args.push(b.ins().iadd_imm_s(arena, scratch_off[i] as i64));
+            if let Some(m) = mark_ref {
+                let k = b.ins().iconst(I64, i as i64);
+                b.ins().call(m, &[k]);
+            }
             b.ins().call(krefs[i], &args);
+        }
+        if let Some(m) = mark_ref {
+            let k = b.ins().iconst(I64, g.nodes.len() as i64);
+            b.ins().call(m, &[k]);
         }
         for &(i, v) in &out_copies {
             let src = ptr_of(&mut b, &mut pool, v)?;
@@ -571,5 +637,11 @@ pub fn compile(g: &Graph, opts: &JitOptions) -> Result<CompiledModel> {
         input_bytes,
         output_bytes,
         stats,
+        node_labels: g
+            .nodes
+            .iter()
+            .map(|n| (n.op.name(), n.name.clone()))
+            .collect(),
+        profiled: opts.profile,
     })
 }

@@ -1420,6 +1420,34 @@ fn dw_setup(
     Ok(Some((cx.pool.add_i32(&wv), cx.pool.add_i32(&init))))
 }
 
+/// Tables of the depthwise plane kernel: weights `w - zw` as f32 `[c_out][k]` (exact:
+/// integers in `[-255, 255]`) and the plain bias per channel (the kernel subtracts the
+/// input zero point itself). `None` when the bias is not a constant.
+fn dw_plane_setup(
+    cx: &mut Cx,
+    wt: &Tensor,
+    pw: &QuantParams,
+    c_out: usize,
+    k: usize,
+) -> Result<Option<(usize, usize)>> {
+    let wv = shifted_weights(cx, wt, pw, 0)?;
+    if wv.len() != c_out * k || wv.iter().any(|w| w.unsigned_abs() > 255) {
+        return Ok(None);
+    }
+    let init: Vec<i32> = if cx.node.inputs.len() > 2 {
+        match cx.const_in(2) {
+            Some(b) if b.dims().iter().product::<usize>() == c_out => {
+                b.to_i64_vec().into_iter().map(|v| v as i32).collect()
+            }
+            _ => return Ok(None),
+        }
+    } else {
+        vec![0; c_out]
+    };
+    let wf: Vec<f32> = wv.iter().map(|&w| w as f32).collect();
+    Ok(Some((cx.pool.add_f32(&wf), cx.pool.add_i32(&init))))
+}
+
 /// The epilogue of `n` i32 sums at `buf` for output row `row`: 16 columns per
 /// iteration through the whole-vector float-contract path where it applies, else 8
 /// through [`finish_row`].
@@ -1723,6 +1751,93 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
     let bbuf = p.scratch;
     let direct =
         g.k == [1, 1, 1] && g.stride == [1, 1, 1] && g.pad == [0; 3] && g.in_sp == g.out_sp;
+    // Depthwise 2-D conv with the native plane kernel: per output channel, all taps
+    // summed in registers straight from the input plane (no im2col).
+    if let (Mode::Q { xq, zx }, Some(dwf), Some(pw), 1, 1..=4) = (
+        mode,
+        kernels::dw_plane(cx.opts.kernels),
+        &w.quant,
+        cin_g,
+        cout_g,
+    ) {
+        let plane = kernels::dw_plane::Plane {
+            ih: g.in_sp[1],
+            iw: g.in_sp[2],
+            kh: g.k[1],
+            kw: g.k[2],
+            sh: g.stride[1],
+            sw: g.stride[2],
+            dh: g.dil[1],
+            dw: g.dil[2],
+            pt: g.pad[1],
+            pl: g.pad[2],
+            oh: g.out_sp[1],
+            ow: g.out_sp[2],
+        };
+        let flat = g.in_sp[0] == 1 && g.out_sp[0] == 1 && g.k[0] == 1 && g.pad[0] == 0;
+        if flat && kernels::dw_plane::applies(&plane) {
+            if let Some((wtab, itab)) = dw_plane_setup(cx, &wt, pw, g.c_out, k)? {
+                let ptab = cx.pool.add(
+                    &plane
+                        .params(zx, xq == QType::I8)
+                        .iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect::<Vec<u8>>(),
+                );
+                let buf_off = round_up(kernels::dw_plane::scratch_bytes(&plane), 64);
+                // The sums of one plane, plus room for whole-vector reads of the last 8.
+                let scratch = buf_off + 4 * (n + NR);
+                let mut sig = Signature::new(e.cfg.default_call_conv);
+                for _ in 0..5 {
+                    sig.params.push(AbiParam::new(I64));
+                }
+                let sr = e.b.import_signature(sig);
+                e.for_n(g.batch, |e, bn| {
+                    let yo = e.muli(bn, (g.c_out * n) as i64 * ysize);
+                    let yb = e.add(p.outs[0], yo);
+                    let buf = e.addi(bbuf, buf_off as i64);
+                    let init = e.ic(itab as i64);
+                    let job = Job {
+                        m: g.c_out,
+                        n,
+                        kp: 0,
+                        k,
+                        np: n,
+                        a: wtab,
+                        b: bbuf,
+                        out: Strided {
+                            ptr: yb,
+                            sm: n as i64,
+                            sn: 1,
+                        },
+                        init: Some(Strided {
+                            ptr: init,
+                            sm: 1,
+                            sn: 0,
+                        }),
+                        post: None,
+                        row0: 0,
+                        native: None,
+                    };
+                    e.for_n(g.c_out, |e, oc| {
+                        // Output channel oc reads input channel oc / cout_g.
+                        let ic = e.b.ins().udiv_imm_u(oc, cout_g as i64);
+                        let ic0 = e.muli(bn, g.c_in as i64);
+                        let ic = e.add(ic0, ic);
+                        let xo = e.muli(ic, isz as i64);
+                        let xb = e.add(p.ins[0], xo);
+                        let wt0 = e.ic(wtab as i64);
+                        let wp = e.addr(wt0, oc, (4 * k) as i64, 0);
+                        let args = [e.ic(ptab as i64), xb, wp, buf, bbuf];
+                        let f = e.ic(dwf as i64);
+                        e.b.ins().call_indirect(sr, f, &args);
+                        buf_requant(e, mode, &job, epi, oc, buf, n)
+                    })
+                })?;
+                return Ok(scratch);
+            }
+        }
+    }
     // Depthwise-shaped groups (one input channel each) with a native row kernel: no
     // GEMM; per output channel the kernel sums the k raw im2col rows, weighted.
     let dwk = kernels::dw_rows(cx.opts.kernels);
@@ -2038,6 +2153,68 @@ pub(crate) fn gemm(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &GemmAttrs) -> Result<us
     } else {
         None
     };
+    // One row of activations (batch 1): a native matrix-vector product over the pair
+    // form's weight rows, then the usual epilogue per output.
+    if let (Mode::Q { xq, zx }, 1, Some(gv)) = (mode, m, kernels::gemv(cx.opts.kernels)) {
+        let row = 2 * k.div_ceil(2);
+        let buf_off = round_up(2 * row, 64);
+        let scratch = buf_off + 4 * (n + NR);
+        let xv = p.scratch;
+        // x - zx as i16, zero past k (the padded pair slot).
+        let z16 = e.b.ins().iconst(types::I16, 0);
+        e.store(z16, xv, (2 * (row - 1)) as i32);
+        e.for_n(k, |e, kk| {
+            let src = e.add(p.ins[0], kk);
+            let v = if xq == QType::U8 {
+                e.b.ins().uload8(I32, mf(), src, 0)
+            } else {
+                e.b.ins().sload8(I32, mf(), src, 0)
+            };
+            let v = e.b.ins().iadd_imm_s(v, -i64::from(zx));
+            let v = e.b.ins().ireduce(types::I16, v);
+            let d = e.addr(xv, kk, 2, 0);
+            e.b.ins().store(mf(), v, d, 0);
+            Ok(())
+        })?;
+        let buf = e.addi(p.scratch, buf_off as i64);
+        let mut sig = Signature::new(e.cfg.default_call_conv);
+        for _ in 0..5 {
+            sig.params.push(AbiParam::new(I64));
+        }
+        let sr = e.b.import_signature(sig);
+        let f = e.ic(gv as i64);
+        let args = [
+            e.ic(a_addr as i64),
+            e.ic(row as i64),
+            xv,
+            e.ic(n as i64),
+            buf,
+        ];
+        e.b.ins().call_indirect(sr, f, &args);
+        let job = Job {
+            m: n,
+            n: 1,
+            kp: k.div_ceil(2),
+            k,
+            np: 1,
+            a: a_addr,
+            b: p.scratch,
+            out: Strided {
+                ptr: p.outs[0],
+                sm: 1,
+                sn: n as i64,
+            },
+            init: c,
+            post: None,
+            row0: 0,
+            native: None,
+        };
+        e.for_n(n, |e, r| {
+            let b = e.addr(buf, r, 4, 0);
+            buf_requant(e, mode, &job, epi, r, b, 1)
+        })?;
+        return Ok(scratch);
+    }
     let native = native_for(cx, mode);
     let np = pad_cols(m, native);
     let (si, sk) = if a.trans_a {

@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{InstBuilder, Value};
+use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature, Value};
 use qc_ir::{DType, Graph, Node, NodeId, Op, PoolAttrs, QType, Tensor, TensorType};
 
 use crate::emit::{Real, E, F32, F64, I32, I64};
@@ -518,11 +518,27 @@ fn nary(cx: &mut Cx, e: &mut E, p: &Ptrs) -> Result<usize> {
             .ok_or_else(|| cx.unsupported("operand does not broadcast to the result"))?;
         sts.push(st);
     }
+    // Same-shape 8-bit quantized add/sub/mul: 16 elements per step in vectors (the
+    // scalar formulas lane by lane; exact as argued at `nary_q8_vec`), the rest below.
+    let mut done = 0usize;
+    if let Some(n) = nary_q8_vec_applies(cx, &op, &srcs, ry, &out)? {
+        nary_q8_vec(e, &op, &srcs, ry, p.outs[0], n / 16)?;
+        done = (n / 16) * 16;
+        if done == n {
+            return Ok(0);
+        }
+    }
     sts.push(strides(&out));
-    let (dims, sts) = collapse(&out, &sts);
-    let zero = e.ic(0);
+    let (dims, sts) = if done > 0 {
+        // Only a flat tail is left: every operand has the result's shape.
+        let n = numel(&out);
+        (vec![n - done], vec![vec![1]; k + 1])
+    } else {
+        collapse(&out, &sts)
+    };
+    let start = e.ic(done as i64);
     let dst = p.outs[0];
-    nest(e, &dims, &sts, vec![zero; k + 1], &mut |e, idx| {
+    nest(e, &dims, &sts, vec![start; k + 1], &mut |e, idx| {
         let vals: Vec<Value> = srcs
             .iter()
             .zip(idx)
@@ -553,6 +569,145 @@ fn nary(cx: &mut Cx, e: &mut E, p: &Ptrs) -> Result<usize> {
         Ok(())
     })?;
     Ok(0)
+}
+
+/// The element count when `nary_q8_vec` applies: add/sub/mul of two 8-bit quantized
+/// operands of the result's shape, with an 8-bit quantized result.
+fn nary_q8_vec_applies(
+    cx: &Cx,
+    op: &Op,
+    srcs: &[(Real, Value)],
+    ry: Real,
+    out: &[usize],
+) -> Result<Option<usize>> {
+    let q8 = |r: Real| {
+        matches!(
+            r,
+            Real::Q {
+                q: QType::U8 | QType::I8,
+                ..
+            }
+        )
+    };
+    if !matches!(op, Op::Add { .. } | Op::Sub | Op::Mul) || srcs.len() != 2 || !q8(ry) {
+        return Ok(None);
+    }
+    for (i, &(r, _)) in srcs.iter().enumerate() {
+        if !q8(r) || cx.in_ty(i)?.shape.dims() != out {
+            return Ok(None);
+        }
+    }
+    Ok(Some(numel(out)))
+}
+
+/// `steps` vector steps of 16 elements of a same-shape quantized add/sub/mul.
+///
+/// **Exactness:** lane by lane this is the scalar path's arithmetic: `(q - zp)` exact in
+/// i32, converted exactly to f32, times the scale (one rounding, as the scalar `fmul`);
+/// the f32 op; the activation as max/min — the operands are finite (dequantized 8-bit
+/// values and their sum, difference or product), where `max`/`min` differ from the
+/// scalar select only in the sign of a zero, which quantizes alike; then division by
+/// the result scale, round half to even, and `sat(r + zp)`: the rounded value is first
+/// clamped to ±2^24, which changes no 8-bit result (any |r| ≥ 2^24 saturates either way)
+/// and keeps the i32 lanes from overflowing.
+fn nary_q8_vec(
+    e: &mut E,
+    op: &Op,
+    srcs: &[(Real, Value)],
+    ry: Real,
+    dst: Value,
+    steps: usize,
+) -> Result<()> {
+    use cranelift_codegen::ir::types::{F32X4, I32X4, I8X16};
+    let Real::Q {
+        q: qy,
+        scale: sy,
+        zp: zy,
+    } = ry
+    else {
+        return Ok(());
+    };
+    e.for_n(steps, |e, ci| {
+        let off = e.muli(ci, 16);
+        let mut vals: Vec<[Value; 4]> = Vec::with_capacity(2);
+        for &(r, ptr) in srcs {
+            let Real::Q { q, scale, zp } = r else {
+                return Ok(());
+            };
+            let a = e.add(ptr, off);
+            let v = e.b.ins().load(I8X16, crate::emit::mf(), a, 0);
+            let (lo, hi) = if q == QType::U8 {
+                (e.b.ins().uwiden_low(v), e.b.ins().uwiden_high(v))
+            } else {
+                (e.b.ins().swiden_low(v), e.b.ins().swiden_high(v))
+            };
+            let z = e.i32c(zp);
+            let zv = e.b.ins().splat(I32X4, z);
+            let sc = e.f32c(scale);
+            let sv = e.b.ins().splat(F32X4, sc);
+            let mut lanes = [v; 4];
+            for (j, h) in [lo, hi].into_iter().enumerate() {
+                for (t, w) in [e.b.ins().swiden_low(h), e.b.ins().swiden_high(h)]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let d = e.b.ins().isub(w, zv);
+                    let f = e.b.ins().fcvt_from_sint(F32X4, d);
+                    lanes[2 * j + t] = e.b.ins().fmul(f, sv);
+                }
+            }
+            vals.push(lanes);
+        }
+        let zf = e.f32c(0.0);
+        let zero = e.b.ins().splat(F32X4, zf);
+        let syc = e.f32c(sy);
+        let syv = e.b.ins().splat(F32X4, syc);
+        let big = e.f32c(16_777_216.0);
+        let bigv = e.b.ins().splat(F32X4, big);
+        let nbig = e.f32c(-16_777_216.0);
+        let nbigv = e.b.ins().splat(F32X4, nbig);
+        let zyc = e.i32c(zy);
+        let zyv = e.b.ins().splat(I32X4, zyc);
+        let mut res = [zyv; 4];
+        for (j, r) in res.iter_mut().enumerate() {
+            let (a, b) = (vals[0][j], vals[1][j]);
+            let mut v = match op {
+                Op::Sub => e.b.ins().fsub(a, b),
+                Op::Mul => e.b.ins().fmul(a, b),
+                _ => e.b.ins().fadd(a, b),
+            };
+            if let Op::Add { act } = op {
+                v = match *act {
+                    qc_ir::Activation::None => v,
+                    qc_ir::Activation::Relu => e.b.ins().fmax(v, zero),
+                    qc_ir::Activation::Clip { min, max } => {
+                        let l = e.f32c(min);
+                        let lv = e.b.ins().splat(F32X4, l);
+                        let h = e.f32c(max);
+                        let hv = e.b.ins().splat(F32X4, h);
+                        let t = e.b.ins().fmax(v, lv);
+                        e.b.ins().fmin(t, hv)
+                    }
+                };
+            }
+            let d = e.b.ins().fdiv(v, syv);
+            let rn = e.b.ins().nearest(d);
+            let rn = e.b.ins().fmax(rn, nbigv);
+            let rn = e.b.ins().fmin(rn, bigv);
+            let iv = e.b.ins().fcvt_to_sint_sat(I32X4, rn);
+            *r = e.b.ins().iadd(iv, zyv);
+        }
+        let h0 = e.b.ins().snarrow(res[0], res[1]);
+        let h1 = e.b.ins().snarrow(res[2], res[3]);
+        let b = if qy == QType::U8 {
+            e.b.ins().unarrow(h0, h1)
+        } else {
+            e.b.ins().snarrow(h0, h1)
+        };
+        let a = e.add(dst, off);
+        e.b.ins().store(crate::emit::mf(), b, a, 0);
+        Ok(())
+    })
 }
 
 /// How a moved element goes from operand to result: raw bytes, or through a table
@@ -873,6 +1028,50 @@ fn pool_op(
     let idx_dst = p.outs.get(1).copied();
     let g = pool_geom(a, x.shape.dims(), y.shape.dims())
         .ok_or_else(|| cx.unsupported("pool geometry"))?;
+    if let (None, None, Some(qx), Some(qy), crate::KernelSet::Auto) =
+        (avg, indices, &x.quant, &y.quant, cx.opts.kernels)
+    {
+        let flat = g.in_sp[0] == 1 && g.out_sp[0] == 1 && g.k[0] == 1 && g.pad_b[0] == 0;
+        let same = qx == qy
+            && qx.len() == 1
+            && qx.scales.first().is_some_and(|&s| s > 0.0)
+            && matches!(qx.storage, qc_ir::QType::U8 | qc_ir::QType::I8);
+        if flat && same {
+            let zp = qx.zero_points.first().copied().unwrap_or(0);
+            let v: [usize; 13] = [
+                g.nc,
+                g.in_sp[1],
+                g.in_sp[2],
+                g.k[1],
+                g.k[2],
+                g.stride[1],
+                g.stride[2],
+                g.dil[1],
+                g.dil[2],
+                g.pad_b[1],
+                g.pad_b[2],
+                g.out_sp[1],
+                g.out_sp[2],
+            ];
+            let mut prm: Vec<i64> = v.iter().map(|&d| d as i64).collect();
+            prm.push(i64::from(qx.storage == qc_ir::QType::I8));
+            prm.push(i64::from(zp as u8));
+            let ptab = cx.pool.add(
+                &prm.iter()
+                    .flat_map(|d| d.to_le_bytes())
+                    .collect::<Vec<u8>>(),
+            );
+            let mut sig = Signature::new(e.cfg.default_call_conv);
+            for _ in 0..3 {
+                sig.params.push(AbiParam::new(I64));
+            }
+            let sr = e.b.import_signature(sig);
+            let f = e.ic(crate::kernels::max_pool::entry as *const () as usize as i64);
+            let pt = e.ic(ptab as i64);
+            e.b.ins().call_indirect(sr, f, &[pt, p.ins[0], p.outs[0]]);
+            return Ok(0);
+        }
+    }
     let [id_, ih_, iw_] = g.in_sp;
     let [od_, oh_, ow_] = g.out_sp;
     let isz = id_ * ih_ * iw_;

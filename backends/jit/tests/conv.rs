@@ -21,7 +21,7 @@ const KERNEL_SETS: [KernelSet; 2] = [KernelSet::Cranelift, KernelSet::Auto];
 fn compare_bits(g: &Graph, inputs: &[Tensor], contract: Contract, kernels: KernelSet, what: &str) {
     let want = qc_interp::run(g, inputs, &qc_interp::Options { contract })
         .unwrap_or_else(|e| panic!("{what}: interpreter: {e}"));
-    let m = qc_jit::compile(g, &JitOptions { contract, kernels })
+    let m = qc_jit::compile(g, &JitOptions { contract, kernels, profile: false })
         .unwrap_or_else(|e| panic!("{what}: compile: {e}"));
     let got = m.run(inputs).unwrap_or_else(|e| panic!("{what}: run: {e}"));
     assert_eq!(want.len(), got.len(), "{what}: result count");

@@ -105,6 +105,36 @@ fn unary_quantized_tables() {
     }
 }
 
+/// Same-shape 8-bit quantized add/sub/mul take a 16-lane vector path plus a scalar
+/// tail (37 = 2·16 + 5 elements); scales chosen so results saturate at both ends and
+/// land on rounding ties.
+#[test]
+fn quantized_same_shape_binary() {
+    for op in [
+        "add",
+        "sub",
+        "mul",
+        "add {act=relu}",
+        "add {act=clip(-0.5, 1.0)}",
+    ] {
+        let (name, attr) = op.split_once(' ').unwrap_or((op, ""));
+        for (ta, tb, ty) in [
+            ("u8[37] q(0.05, 128)", "u8[37] q(0.02, 100)", "u8[37] q(0.01, 60)"),
+            ("i8[37] q(0.5, -3)", "i8[37] q(0.25, 7)", "i8[37] q(0.125, 0)"),
+            ("u8[5,16] q(0.1, 0)", "u8[5,16] q(0.1, 0)", "i8[5,16] q(0.2, -100)"),
+        ] {
+            check_text(
+                &format!(
+                    "func @main(%a: {ta}, %b: {tb}) -> {ty} {{
+                       %y = {name} %a, %b {attr} : {ty}
+                       return %y }}"
+                ),
+                Q,
+            );
+        }
+    }
+}
+
 #[test]
 fn binary_broadcast() {
     for op in ["add", "sub", "mul", "div", "add {act=relu}"] {
@@ -197,7 +227,11 @@ fn pools() {
         "kernel=[3,3], strides=[2,2], pads=[1,1,1,1], ceil_mode=true",
         "kernel=[3,2], dilations=[2,1]",
     ] {
-        for (xt, yt_q) in [("f32[1,3,9,8]", false), ("u8[1,3,9,8] q(0.1, 12)", true)] {
+        for (xt, yt_q) in [
+            ("f32[1,3,9,8]", false),
+            ("u8[1,3,9,8] q(0.1, 12)", true),
+            ("i8[2,3,9,8] q(0.1, -3)", true),
+        ] {
             let g = qc_ir::text::parse(&format!(
                 "func @main(%x: {xt}) -> f32[1] {{ %y = max_pool %x {{{attrs}}} : f32[1] return %y }}"
             ));

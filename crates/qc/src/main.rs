@@ -67,6 +67,10 @@ enum Cmd {
         /// Untimed runs first.
         #[arg(long, default_value_t = 5)]
         warmup: usize,
+        /// Also time every node (median over the timed runs of a separately compiled,
+        /// instrumented model) and print a per-op and per-node table.
+        #[arg(long)]
+        profile: bool,
     },
     /// Run a model on .npy inputs and write each output as DIR/<name>.npy.
     Run {
@@ -171,6 +175,7 @@ impl CodegenArgs {
         qc::jit::JitOptions {
             contract: self.requant,
             kernels,
+            profile: false,
         }
     }
 }
@@ -283,6 +288,7 @@ fn real_main() -> Result<()> {
             codegen,
             iters,
             warmup,
+            profile,
         } => {
             let mut g = qc::load_onnx(&model, &import.options()?)?;
             qc::optimize(&model, &mut g, opt.pipeline(), opt.options(), |_, _| {})?;
@@ -292,7 +298,14 @@ fn real_main() -> Result<()> {
                 bind_inputs(&g, &inputs)?
             };
             let jit = compile_jit(&model, &g, &codegen)?;
-            bench(&model, &g, &jit, &tensors, iters.max(1), warmup)
+            bench(&model, &g, &jit, &tensors, iters.max(1), warmup)?;
+            if profile {
+                let mut opts = codegen.jit();
+                opts.profile = true;
+                let jit = qc::jit::compile(&g, &opts).map_err(|e| jit_err(&model, e))?;
+                print_profile(&model, &g, &jit, &tensors, iters.max(1), warmup)?;
+            }
+            Ok(())
         }
     }
 }
@@ -383,6 +396,108 @@ fn bench(
             out,
             "int8_peak_gmac_per_s: {:.1}\npeak_fraction: {frac:.4}\n",
             peak / 1e9
+        );
+    }
+    emit(&out)
+}
+
+/// Per-node medians over `iters` profiled runs, summed per op kind, worst first.
+fn print_profile(
+    model: &Path,
+    g: &Graph,
+    jit: &qc::jit::CompiledModel,
+    inputs: &[Tensor],
+    iters: usize,
+    warmup: usize,
+) -> Result<()> {
+    use std::fmt::Write as _;
+    for _ in 0..warmup {
+        jit.run(inputs).map_err(|e| jit_err(model, e))?;
+    }
+    let mut per_node: Vec<Vec<f64>> = vec![Vec::with_capacity(iters); g.nodes.len()];
+    let mut labels: Vec<(&'static str, String)> = vec![("", String::new()); g.nodes.len()];
+    for _ in 0..iters {
+        let (_, times) = jit.profile(inputs).map_err(|e| jit_err(model, e))?;
+        for t in times {
+            if let Some(v) = per_node.get_mut(t.node) {
+                v.push(t.time.as_secs_f64());
+                labels[t.node] = (t.op, t.name);
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| -> f64 {
+        if v.is_empty() {
+            return 0.0;
+        }
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut rows: Vec<(usize, f64, u64)> = Vec::new();
+    for (i, v) in per_node.iter_mut().enumerate() {
+        let macs = g.nodes.get(i).map_or(0, |n| qc::ir::stats::node_macs(g, n));
+        rows.push((i, median(v), macs));
+    }
+    let total: f64 = rows.iter().map(|r| r.1).sum();
+    let mut by_op: Vec<(&'static str, f64, u64, usize)> = Vec::new();
+    for &(i, t, m) in &rows {
+        let op = labels[i].0;
+        match by_op.iter_mut().find(|e| e.0 == op) {
+            Some(e) => {
+                e.1 += t;
+                e.2 += m;
+                e.3 += 1;
+            }
+            None => by_op.push((op, t, m, 1)),
+        }
+    }
+    by_op.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut out = format!(
+        "profile: sum of per-node medians {:.4} ms over {} nodes\n\nper op:\n{:<20} {:>6} {:>10} {:>7} {:>10}\n",
+        total * 1e3,
+        rows.len(),
+        "op",
+        "nodes",
+        "ms",
+        "share",
+        "GMAC/s"
+    );
+    for (op, t, m, n) in &by_op {
+        let _ = writeln!(
+            out,
+            "{op:<20} {n:>6} {:>10.4} {:>6.1}% {:>10}",
+            t * 1e3,
+            100.0 * t / total.max(1e-12),
+            if *m > 0 && *t > 0.0 {
+                format!("{:.2}", *m as f64 / t / 1e9)
+            } else {
+                "-".into()
+            }
+        );
+    }
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let _ = writeln!(
+        out,
+        "\nslowest nodes:\n{:>5} {:<20} {:<28} {:>10} {:>10}  type",
+        "node", "op", "name", "ms", "GMAC/s"
+    );
+    for &(i, t, m) in rows.iter().take(25) {
+        let ty = g
+            .nodes
+            .get(i)
+            .and_then(|n| n.outputs.first())
+            .map(|&v| format!("{}{}", g.ty(v).dtype, g.ty(v).shape))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{i:>5} {:<20} {:<28} {:>10.4} {:>10}  {ty}",
+            labels[i].0,
+            labels[i].1.chars().take(28).collect::<String>(),
+            t * 1e3,
+            if m > 0 && t > 0.0 {
+                format!("{:.2}", m as f64 / t / 1e9)
+            } else {
+                "-".into()
+            }
         );
     }
     emit(&out)

@@ -96,6 +96,7 @@ impl Model {
         let jit_opts = qc_jit::JitOptions {
             contract: opts.contract,
             kernels: opts.kernels,
+            profile: false,
         };
         let jit = qc_jit::compile(&g, &jit_opts).map_err(|e| Error::Jit {
             path: self.source.clone(),

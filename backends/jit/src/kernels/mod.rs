@@ -94,6 +94,56 @@ fn detect_dw() -> Option<usize> {
     None
 }
 
+pub(crate) mod dw_plane;
+pub(crate) mod gemv;
+pub(crate) mod max_pool;
+
+/// The native quantized matrix-vector kernel for this host under `ks`, if any
+/// (contract in [`gemv`]).
+pub(crate) fn gemv(ks: KernelSet) -> Option<usize> {
+    match ks {
+        KernelSet::Cranelift => None,
+        KernelSet::Auto => detect_gemv(),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect_gemv() -> Option<usize> {
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+    {
+        return Some(gemv::x86::entry as *const () as usize);
+    }
+    None
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect_gemv() -> Option<usize> {
+    None
+}
+
+/// The best depthwise plane kernel for this host under `ks`, if any (contract in
+/// [`dw_plane`]).
+pub(crate) fn dw_plane(ks: KernelSet) -> Option<usize> {
+    match ks {
+        KernelSet::Cranelift => None,
+        KernelSet::Auto => detect_dw_plane(),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect_dw_plane() -> Option<usize> {
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        return Some(dw_plane::x86::plane512_entry as *const () as usize);
+    }
+    None
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect_dw_plane() -> Option<usize> {
+    None
+}
+
 /// The best quad-tile kernel for this host under `ks`, if any.
 ///
 /// **Contract of a quad-tile kernel**: as a pair-tile kernel (same arguments, same

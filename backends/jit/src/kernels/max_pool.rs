@@ -1,0 +1,83 @@
+//! The native 2-D max pool of 8-bit quantized tensors whose input and result share
+//! their quantization parameters.
+//!
+//! **Why raw bytes.** With equal parameters and a positive scale, dequantization is
+//! strictly increasing and quantizing a dequantized code gives the code back (the
+//! real `(q - zp)·s`, divided by `s` and rounded, is within an ulp of the integer
+//! `q - zp`, |q - zp| ≤ 255). So the interpreter's "dequantize, take the first
+//! maximum, quantize" equals the maximum of the raw codes, compared as u8 or i8; an
+//! empty window (only padding taps) is real 0, the zero point.
+//!
+//! **Contract.** `entry(p, x, y)` with `p` at [`PARAMS`] i64
+//! `[nc, ih, iw, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, signed, zp]`, `x` at
+//! `nc · ih · iw` bytes, `y` at `nc · oh · ow` bytes.
+
+/// Values in the parameter block.
+pub(crate) const PARAMS: usize = 15;
+
+/// The C-ABI entry (see the module contract).
+pub(crate) extern "C" fn entry(params: *const i64, x: *const u8, y: *mut u8) {
+    // SAFETY: `params` points at PARAMS i64 (contract).
+    let v = unsafe { std::slice::from_raw_parts(params, PARAMS) };
+    let u = |i: usize| v[i].max(0) as usize;
+    let (nc, ih, iw, kh, kw) = (u(0), u(1), u(2), u(3), u(4));
+    let (sh, sw, dh, dw, pt, pl, oh, ow) = (u(5), u(6), u(7), u(8), u(9), u(10), u(11), u(12));
+    let signed = v[13] != 0;
+    let zp = v[14] as u8;
+    // SAFETY: the contract sizes both buffers.
+    let (x, y) = unsafe {
+        (
+            std::slice::from_raw_parts(x, nc * ih * iw),
+            std::slice::from_raw_parts_mut(y, nc * oh * ow),
+        )
+    };
+    // Signed codes compare as unsigned after flipping the sign bit.
+    let flip = if signed { 0x80u8 } else { 0 };
+    // The valid tap range [lo, hi) of output position o along one dim.
+    let range = |o: usize, s: usize, d: usize, k: usize, pad: usize, lim: usize| {
+        let start = (o * s) as isize - pad as isize;
+        let d = d as isize;
+        let mut lo = 0isize;
+        while lo < k as isize && start + lo * d < 0 {
+            lo += 1;
+        }
+        let mut hi = k as isize;
+        while hi > lo && start + (hi - 1) * d >= lim as isize {
+            hi -= 1;
+        }
+        (start, lo as usize, hi as usize)
+    };
+    // Per output row: the column-wise maximum over the row's valid taps (a plain
+    // loop over contiguous bytes, which the compiler vectorizes), then per output the
+    // maximum of that row at the valid column taps.
+    let mut tmp = vec![0u8; iw];
+    for c in 0..nc {
+        let xp = &x[c * ih * iw..(c + 1) * ih * iw];
+        let yp = &mut y[c * oh * ow..(c + 1) * oh * ow];
+        for oy in 0..oh {
+            let (y0, ky0, ky1) = range(oy, sh, dh, kh, pt, ih);
+            let yrow = &mut yp[oy * ow..(oy + 1) * ow];
+            if ky0 >= ky1 {
+                yrow.fill(zp);
+                continue;
+            }
+            tmp.fill(0);
+            for ky in ky0..ky1 {
+                let r = (y0 + (ky * dh) as isize) as usize;
+                let src = &xp[r * iw..(r + 1) * iw];
+                for (t, &b) in tmp.iter_mut().zip(src) {
+                    *t = (*t).max(b ^ flip);
+                }
+            }
+            for (ox, out) in yrow.iter_mut().enumerate() {
+                let (x0, kx0, kx1) = range(ox, sw, dw, kw, pl, iw);
+                let mut best: Option<u8> = None;
+                for kx in kx0..kx1 {
+                    let b = tmp[(x0 + (kx * dw) as isize) as usize];
+                    best = Some(best.map_or(b, |m| m.max(b)));
+                }
+                *out = best.map_or(zp, |b| b ^ flip);
+            }
+        }
+    }
+}
