@@ -648,6 +648,11 @@ fn native_tile(
     ];
     let f = e.ic(t.addr as i64);
     e.b.ins().call_indirect(sr, f, &args);
+    // Native tiles imply `KernelSet::Auto`, so the native epilogue may be used too.
+    let rq = kernels::requant_tile(crate::KernelSet::Auto);
+    if native_requant(e, rq, mode, job, epi, mi, ni, buf, t.nr, mr, cols) {
+        return Ok(());
+    }
     for r in 0..mr {
         let row = e.addi(mi, r as i64);
         if let (
@@ -674,6 +679,74 @@ fn native_tile(
         }
     }
     Ok(())
+}
+
+/// Call the native `float`-contract epilogue (`kernels::requant`) on `rows × cols`
+/// sums at `buf` (row stride `buf_stride` i32) for output rows `row..row + rows`
+/// starting at column `col`, when it applies: quantized operands, the `float` contract,
+/// an 8-bit result with contiguous columns, a bias constant along a row. Returns
+/// whether it was emitted.
+#[allow(clippy::too_many_arguments)]
+fn native_requant(
+    e: &mut E,
+    native: Option<usize>,
+    mode: Mode,
+    job: &Job,
+    epi: Epi,
+    row: Value,
+    col: Value,
+    buf: Value,
+    buf_stride: usize,
+    rows: usize,
+    cols: usize,
+) -> bool {
+    let (
+        Some(f),
+        Mode::Q { .. },
+        Epi::Q {
+            table,
+            q,
+            contract: Contract::Float,
+        },
+    ) = (native, mode, epi)
+    else {
+        return false;
+    };
+    if crate::emit::qsize(q) != 1 || job.out.sn != 1 || job.init.is_some_and(|s| s.sn != 0) {
+        return false;
+    }
+    let mut sig = Signature::new(e.cfg.default_call_conv);
+    for _ in 0..9 {
+        sig.params.push(AbiParam::new(I64));
+    }
+    let sr = e.b.import_signature(sig);
+    let ch = e.addi(row, job.row0 as i64);
+    let t = e.ic(table as i64);
+    let rec = e.addr(t, ch, RECORD as i64, 0);
+    let (bias, bias_stride) = match job.init {
+        Some(s) => {
+            let i = e.muli(row, s.sm);
+            (e.addr(s.ptr, i, 4, 0), s.sm)
+        }
+        None => (e.ic(0), 0),
+    };
+    let oi = e.muli(row, job.out.sm);
+    let oi = e.add(oi, col);
+    let out = e.add(job.out.ptr, oi);
+    let args = [
+        buf,
+        e.ic(buf_stride as i64),
+        e.ic(rows as i64),
+        e.ic(cols as i64),
+        rec,
+        bias,
+        e.ic(bias_stride),
+        out,
+        e.ic(job.out.sm),
+    ];
+    let fv = e.ic(f as i64);
+    e.b.ins().call_indirect(sr, fv, &args);
+    true
 }
 
 /// The `float` contract's epilogue on whole vectors: `acc (+ bias) → f32 → × m →
@@ -1451,8 +1524,10 @@ fn dw_plane_setup(
 /// The epilogue of `n` i32 sums at `buf` for output row `row`: 16 columns per
 /// iteration through the whole-vector float-contract path where it applies, else 8
 /// through [`finish_row`].
+#[allow(clippy::too_many_arguments)]
 fn buf_requant(
     e: &mut E,
+    native: Option<usize>,
     mode: Mode,
     job: &Job,
     epi: Epi,
@@ -1460,6 +1535,10 @@ fn buf_requant(
     buf: Value,
     n: usize,
 ) -> Result<()> {
+    let z = e.ic(0);
+    if native_requant(e, native, mode, job, epi, row, z, buf, n, 1, n) {
+        return Ok(());
+    }
     let fast = match epi {
         Epi::Q {
             table,
@@ -1792,6 +1871,7 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                     sig.params.push(AbiParam::new(I64));
                 }
                 let sr = e.b.import_signature(sig);
+                let rq = kernels::requant_tile(cx.opts.kernels);
                 e.for_n(g.batch, |e, bn| {
                     let yo = e.muli(bn, (g.c_out * n) as i64 * ysize);
                     let yb = e.add(p.outs[0], yo);
@@ -1831,7 +1911,7 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                         let args = [e.ic(ptab as i64), xb, wp, buf, bbuf];
                         let f = e.ic(dwf as i64);
                         e.b.ins().call_indirect(sr, f, &args);
-                        buf_requant(e, mode, &job, epi, oc, buf, n)
+                        buf_requant(e, rq, mode, &job, epi, oc, buf, n)
                     })
                 })?;
                 return Ok(scratch);
@@ -1853,6 +1933,7 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                 sig.params.push(AbiParam::new(I64));
             }
             let sr = e.b.import_signature(sig);
+            let rq = kernels::requant_tile(cx.opts.kernels);
             e.for_n(g.batch, |e, bn| {
                 e.for_n(g.group, |e, gi| {
                     let ic0 = e.muli(bn, g.c_in as i64);
@@ -1902,7 +1983,7 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                         ];
                         let f = e.ic(dwf as i64);
                         e.b.ins().call_indirect(sr, f, &args);
-                        buf_requant(e, mode, &job, epi, row, buf, n)
+                        buf_requant(e, rq, mode, &job, epi, row, buf, n)
                     })
                 })
             })?;
@@ -2182,6 +2263,7 @@ pub(crate) fn gemm(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &GemmAttrs) -> Result<us
             sig.params.push(AbiParam::new(I64));
         }
         let sr = e.b.import_signature(sig);
+        let rq = kernels::requant_tile(cx.opts.kernels);
         let f = e.ic(gv as i64);
         let args = [
             e.ic(a_addr as i64),
@@ -2211,7 +2293,7 @@ pub(crate) fn gemm(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &GemmAttrs) -> Result<us
         };
         e.for_n(n, |e, r| {
             let b = e.addr(buf, r, 4, 0);
-            buf_requant(e, mode, &job, epi, r, b, 1)
+            buf_requant(e, rq, mode, &job, epi, r, b, 1)
         })?;
         return Ok(scratch);
     }

@@ -250,15 +250,24 @@ pub(crate) mod x86 {
                     _mm512_storeu_ps(dst.add(c), _mm512_cvtepi32_ps(_mm512_sub_epi32(v, zxv)));
                     c += 16;
                 }
-                while c < iw_used {
-                    let b = *src.add(c);
+                if c < iw_used {
+                    // The tail through a 16-byte copy (no read past the plane) and a
+                    // masked store.
+                    let rest = iw_used - c;
+                    let mut tail = [0u8; 16];
+                    std::ptr::copy_nonoverlapping(src.add(c), tail.as_mut_ptr(), rest);
+                    let b = _mm_loadu_si128(tail.as_ptr().cast());
                     let v = if signed {
-                        i32::from(b as i8)
+                        _mm512_cvtepi8_epi32(b)
                     } else {
-                        i32::from(b)
+                        _mm512_cvtepu8_epi32(b)
                     };
-                    *dst.add(c) = (v - zx) as f32;
-                    c += 1;
+                    let m: __mmask16 = (1u16 << rest) - 1;
+                    _mm512_mask_storeu_ps(
+                        dst.add(c),
+                        m,
+                        _mm512_cvtepi32_ps(_mm512_sub_epi32(v, zxv)),
+                    );
                 }
                 if sw == 1 {
                     // Built in place.
@@ -276,10 +285,13 @@ pub(crate) mod x86 {
                         _mm512_storeu_ps(ph1.add(t), _mm512_permutex2var_ps(a, odd, b));
                         t += 16;
                     }
-                    while t < wq {
-                        *ph0.add(t) = *row.add(2 * t);
-                        *ph1.add(t) = *row.add(2 * t + 1);
-                        t += 1;
+                    if t < wq {
+                        // Reads stay in the row (row_len ≥ 2·wq rounded up to 32).
+                        let m: __mmask16 = (1u16 << (wq - t)) - 1;
+                        let a = _mm512_loadu_ps(row.add(2 * t));
+                        let b = _mm512_loadu_ps(row.add(2 * t + 16));
+                        _mm512_mask_storeu_ps(ph0.add(t), m, _mm512_permutex2var_ps(a, even, b));
+                        _mm512_mask_storeu_ps(ph1.add(t), m, _mm512_permutex2var_ps(a, odd, b));
                     }
                 } else {
                     for qx in 0..sw {

@@ -97,6 +97,32 @@ fn detect_dw() -> Option<usize> {
 pub(crate) mod dw_plane;
 pub(crate) mod gemv;
 pub(crate) mod max_pool;
+pub(crate) mod requant;
+
+/// The native `float`-contract epilogue for 8-bit results, if the host has one under
+/// `ks` (contract in [`requant`]).
+pub(crate) fn requant_tile(ks: KernelSet) -> Option<usize> {
+    match ks {
+        KernelSet::Cranelift => None,
+        KernelSet::Auto => detect_requant(),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect_requant() -> Option<usize> {
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+    {
+        return Some(requant::x86::entry as *const () as usize);
+    }
+    None
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect_requant() -> Option<usize> {
+    None
+}
 
 /// The native quantized matrix-vector kernel for this host under `ks`, if any
 /// (contract in [`gemv`]).

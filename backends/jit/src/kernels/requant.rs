@@ -1,0 +1,106 @@
+//! The native epilogue of the `float` contract for a tile of i32 sums with an 8-bit
+//! result: `sat(round_half_even((acc + bias) as f32 · m) + zp)` clamped to the fused
+//! activation's bounds, 16 columns per step.
+//!
+//! **Contract.** `entry(buf, buf_stride, rows, cols, rec, bias, bias_stride, out,
+//! out_stride, signed)`: row `r < rows` has `cols` sums at `buf + r·buf_stride` (i32
+//! elements), the epilogue record of `linear::make_epi` at `rec + r·RECORD` bytes
+//! (`[m as f32 bits, zp, lo, hi, …]`), the bias at `bias + r·bias_stride` (i32; `bias`
+//! may be null: no bias) and writes `cols` bytes at `out + r·out_stride`.
+//!
+//! **Exactness** (against the generated vector epilogue `linear::requant_vec`, itself
+//! equal to the scalar contract): the sum wraps in i32 like `iadd`; `vcvtdq2ps` and
+//! `vmulps` round to nearest even like `fcvt_from_sint` and `fmul`; the product is
+//! clamped to ±2^24 before `vcvtps2dq` (round to nearest even, the default MXCSR mode
+//! that Rust code runs in), which changes no result: both bounds `lo - zp`, `hi - zp`
+//! are far inside ±2^24 and a product beyond ±2^24 lands beyond them either way (the
+//! generated code saturates the conversion instead; the product is never NaN, as the
+//! sum is an integer and `m` finite). Then the same clamp to `[lo - zp, hi - zp]`, `+
+//! zp`, and a truncating narrow of values already inside the 8-bit range.
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU has AVX-512F/BW/VL; the pointers satisfy the module contract.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile512(
+        buf: *const i32,
+        buf_stride: usize,
+        rows: usize,
+        cols: usize,
+        rec: *const i32,
+        bias: *const i32,
+        bias_stride: usize,
+        out: *mut u8,
+        out_stride: usize,
+    ) {
+        let rec_words = crate::linear::RECORD / 4;
+        let lim = _mm512_set1_ps(16_777_216.0);
+        let nlim = _mm512_set1_ps(-16_777_216.0);
+        // SAFETY: every access is inside the rows and columns the contract sizes.
+        unsafe {
+            for r in 0..rows {
+                let rr = rec.add(r * rec_words);
+                let m = _mm512_set1_ps(f32::from_bits(*rr as u32));
+                let zp = *rr.add(1);
+                let lo = _mm512_set1_epi32(*rr.add(2) - zp);
+                let hi = _mm512_set1_epi32(*rr.add(3) - zp);
+                let zpv = _mm512_set1_epi32(zp);
+                let b = if bias.is_null() {
+                    _mm512_setzero_si512()
+                } else {
+                    _mm512_set1_epi32(*bias.add(r * bias_stride))
+                };
+                let src = buf.add(r * buf_stride);
+                let dst = out.add(r * out_stride);
+                let mut c = 0;
+                while c < cols {
+                    let n = (cols - c).min(16);
+                    let mask: __mmask16 = if n == 16 { 0xffff } else { (1u16 << n) - 1 };
+                    let acc = _mm512_maskz_loadu_epi32(mask, src.add(c));
+                    let acc = _mm512_add_epi32(acc, b);
+                    let f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), m);
+                    let f = _mm512_min_ps(_mm512_max_ps(f, nlim), lim);
+                    let i = _mm512_cvtps_epi32(f);
+                    let i = _mm512_min_epi32(_mm512_max_epi32(i, lo), hi);
+                    let i = _mm512_add_epi32(i, zpv);
+                    _mm_mask_storeu_epi8(dst.add(c).cast(), mask, _mm512_cvtepi32_epi8(i));
+                    c += 16;
+                }
+            }
+        }
+    }
+
+    /// The C-ABI entry (see the module contract).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) extern "C" fn entry(
+        buf: *const i32,
+        buf_stride: usize,
+        rows: usize,
+        cols: usize,
+        rec: *const i32,
+        bias: *const i32,
+        bias_stride: usize,
+        out: *mut u8,
+        out_stride: usize,
+    ) {
+        // SAFETY: only handed out by `kernels::requant_tile` after AVX-512F/BW/VL
+        // were detected; the generated code passes buffers satisfying the contract.
+        unsafe {
+            tile512(
+                buf,
+                buf_stride,
+                rows,
+                cols,
+                rec,
+                bias,
+                bias_stride,
+                out,
+                out_stride,
+            )
+        }
+    }
+}
