@@ -396,7 +396,33 @@ fn unary(cx: &mut Cx, e: &mut E, p: &Ptrs) -> Result<usize> {
     let (rx, src) = cx.real_operand(0, p.ins[0], e)?;
     let ry = cx.real(&y)?;
     let dst = p.outs[0];
-    e.for_n(n, |e, i| {
+    // f32 to 8-bit quantize: 16 elements per step, the rest below.
+    let mut done = 0;
+    if let (Op::Quantize, Real::F32, Real::Q { q, scale, zp }) = (&op, rx, ry) {
+        if matches!(q, QType::U8 | QType::I8) {
+            e.for_n(n / 16, |e, ci| {
+                let s = e.muli(ci, 64);
+                let s = e.add(src, s);
+                let mut v = [s; 4];
+                for (j, v) in v.iter_mut().enumerate() {
+                    *v = e.b.ins().load(
+                        cranelift_codegen::ir::types::F32X4,
+                        crate::emit::mf(),
+                        s,
+                        (16 * j) as i32,
+                    );
+                }
+                let b = quantize_vec16(e, v, q, scale, zp);
+                let d = e.muli(ci, 16);
+                let d = e.add(dst, d);
+                e.b.ins().store(crate::emit::mf(), b, d, 0);
+                Ok(())
+            })?;
+            done = (n / 16) * 16;
+        }
+    }
+    e.for_n(n - done, |e, i| {
+        let i = e.addi(i, done as i64);
         let v = e.load_real(rx, src, i);
         let v = emit_unary_f(cx, e, &op, v)?;
         e.store_real(ry, dst, i, v);
@@ -660,15 +686,7 @@ fn nary_q8_vec(
         }
         let zf = e.f32c(0.0);
         let zero = e.b.ins().splat(F32X4, zf);
-        let syc = e.f32c(sy);
-        let syv = e.b.ins().splat(F32X4, syc);
-        let big = e.f32c(16_777_216.0);
-        let bigv = e.b.ins().splat(F32X4, big);
-        let nbig = e.f32c(-16_777_216.0);
-        let nbigv = e.b.ins().splat(F32X4, nbig);
-        let zyc = e.i32c(zy);
-        let zyv = e.b.ins().splat(I32X4, zyc);
-        let mut res = [zyv; 4];
+        let mut res = [zero; 4];
         for (j, r) in res.iter_mut().enumerate() {
             let (a, b) = (vals[0][j], vals[1][j]);
             let mut v = match op {
@@ -690,24 +708,47 @@ fn nary_q8_vec(
                     }
                 };
             }
-            let d = e.b.ins().fdiv(v, syv);
-            let rn = e.b.ins().nearest(d);
-            let rn = e.b.ins().fmax(rn, nbigv);
-            let rn = e.b.ins().fmin(rn, bigv);
-            let iv = e.b.ins().fcvt_to_sint_sat(I32X4, rn);
-            *r = e.b.ins().iadd(iv, zyv);
+            *r = v;
         }
-        let h0 = e.b.ins().snarrow(res[0], res[1]);
-        let h1 = e.b.ins().snarrow(res[2], res[3]);
-        let b = if qy == QType::U8 {
-            e.b.ins().unarrow(h0, h1)
-        } else {
-            e.b.ins().snarrow(h0, h1)
-        };
+        let b = quantize_vec16(e, res, qy, sy, zy);
         let a = e.add(dst, off);
         e.b.ins().store(crate::emit::mf(), b, a, 0);
         Ok(())
     })
+}
+
+/// Quantize 16 f32 lanes (four f32x4) to 8-bit storage `q`: the scalar
+/// `E::quantize` lane by lane — division by the scale, round half to even, `sat(r +
+/// zp)` — with the rounded value clamped to ±2^24 first (no 8-bit result changes: a
+/// value beyond saturates either way; NaN stays NaN through the clamp and converts to
+/// 0, as the scalar saturating conversion does), which keeps the i32 lanes from
+/// overflowing.
+fn quantize_vec16(e: &mut E, v: [Value; 4], q: QType, scale: f32, zp: i32) -> Value {
+    use cranelift_codegen::ir::types::{F32X4, I32X4};
+    let sc = e.f32c(scale);
+    let sv = e.b.ins().splat(F32X4, sc);
+    let big = e.f32c(16_777_216.0);
+    let bigv = e.b.ins().splat(F32X4, big);
+    let nbig = e.f32c(-16_777_216.0);
+    let nbigv = e.b.ins().splat(F32X4, nbig);
+    let z = e.i32c(zp);
+    let zv = e.b.ins().splat(I32X4, z);
+    let mut r = [zv; 4];
+    for (o, x) in r.iter_mut().zip(v) {
+        let d = e.b.ins().fdiv(x, sv);
+        let rn = e.b.ins().nearest(d);
+        let rn = e.b.ins().fmax(rn, nbigv);
+        let rn = e.b.ins().fmin(rn, bigv);
+        let iv = e.b.ins().fcvt_to_sint_sat(I32X4, rn);
+        *o = e.b.ins().iadd(iv, zv);
+    }
+    let h0 = e.b.ins().snarrow(r[0], r[1]);
+    let h1 = e.b.ins().snarrow(r[2], r[3]);
+    if q == QType::U8 {
+        e.b.ins().unarrow(h0, h1)
+    } else {
+        e.b.ins().snarrow(h0, h1)
+    }
 }
 
 /// How a moved element goes from operand to result: raw bytes, or through a table

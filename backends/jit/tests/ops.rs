@@ -10,6 +10,46 @@ use common::check_text;
 const Q: f32 = 0.0; // bits
 const F: f32 = 1e-5;
 
+/// f32 → 8-bit quantize takes a 16-lane path plus a scalar tail: special values (NaN,
+/// infinities, huge magnitudes, exact rounding ties, values past the storage range)
+/// in both, bit-exact with the interpreter.
+#[test]
+fn quantize_special_values() {
+    let specials = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        1e30,
+        -1e30,
+        0.25,
+        0.75,
+        -0.25,
+        -0.75,
+        1.25,
+        -0.0,
+        0.0,
+        6.4,
+        -6.5,
+        3.0e9,
+        -2.9e9,
+        0.125,
+        12.75,
+        -12.75,
+        100.0,
+    ];
+    for (ty, n) in [("u8", 37usize), ("i8", 37), ("u8", 16)] {
+        let src = format!(
+            "func @main(%x: f32[{n}]) -> {ty}[{n}] q(0.5, 3) {{
+               %y = quantize %x : {ty}[{n}] q(0.5, 3)
+               return %y }}"
+        );
+        let g = qc_ir::text::parse(&src).expect("parse");
+        let x: Vec<f32> = (0..n).map(|i| specials[i % specials.len()]).collect();
+        let t = qc_ir::Tensor::new(vec![n], qc_ir::TensorData::F32(x)).expect("tensor");
+        common::compare(&g, &[t], qc_jit::Contract::Float, Q, &src);
+    }
+}
+
 #[test]
 fn conversions() {
     check_text(
