@@ -2236,6 +2236,80 @@ pub(crate) fn gemm(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &GemmAttrs) -> Result<us
     };
     // One row of activations (batch 1): a native matrix-vector product over the pair
     // form's weight rows, then the usual epilogue per output.
+    // The quad form (u8 × i8, `vpdpbusd`) when the weights allow it: half the weight
+    // bytes of the pair form, which is what a matrix-vector product is bound by.
+    if let (Mode::Q { xq, zx }, 1, true, Some(gq), Some(pw)) = (
+        mode,
+        m,
+        a.trans_b,
+        kernels::gemv_quad(cx.opts.kernels),
+        &bt.quant,
+    ) {
+        if let Some((_, qa, qinit)) = quad_setup(cx, &wt, pw, n, k, xq, zx)? {
+            let row = 4 * k.div_ceil(4);
+            let buf_off = round_up(row, 64);
+            let scratch = buf_off + 4 * (n + NR);
+            let xv = p.scratch;
+            // x' (u8, i8 with the top bit flipped), zero past k.
+            let z32 = e.i32c(0);
+            e.b.ins().store(mf(), z32, xv, (row - 4) as i32);
+            e.for_n(k, |e, kk| {
+                let src = e.add(p.ins[0], kk);
+                let v = e.b.ins().uload8(I32, mf(), src, 0);
+                let v = if xq == QType::U8 {
+                    v
+                } else {
+                    e.b.ins().bxor_imm_s(v, 0x80)
+                };
+                let d = e.add(xv, kk);
+                e.b.ins().istore8(mf(), v, d, 0);
+                Ok(())
+            })?;
+            let buf = e.addi(p.scratch, buf_off as i64);
+            let mut sig = Signature::new(e.cfg.default_call_conv);
+            for _ in 0..5 {
+                sig.params.push(AbiParam::new(I64));
+            }
+            let sr = e.b.import_signature(sig);
+            let rq = kernels::requant_tile(cx.opts.kernels);
+            let f = e.ic(gq as i64);
+            let args = [e.ic(qa as i64), e.ic(row as i64), xv, e.ic(n as i64), buf];
+            e.b.ins().call_indirect(sr, f, &args);
+            let init = e.ic(qinit as i64);
+            let job = Job {
+                m: n,
+                n: 1,
+                kp: 0,
+                k,
+                np: 1,
+                a: qa,
+                b: p.scratch,
+                // One column: its stride never applies.
+                out: Strided {
+                    ptr: p.outs[0],
+                    sm: 1,
+                    sn: 1,
+                },
+                init: Some(Strided {
+                    ptr: init,
+                    sm: 1,
+                    sn: 0,
+                }),
+                post: None,
+                row0: 0,
+                native: None,
+            };
+            // All n outputs in one native call (n rows of one sum each), else per row.
+            let z = e.ic(0);
+            if !native_requant(e, rq, mode, &job, epi, z, z, buf, 1, n, 1) {
+                e.for_n(n, |e, r| {
+                    let b = e.addr(buf, r, 4, 0);
+                    buf_requant(e, rq, mode, &job, epi, r, b, 1)
+                })?;
+            }
+            return Ok(scratch);
+        }
+    }
     if let (Mode::Q { xq, zx }, 1, Some(gv)) = (mode, m, kernels::gemv(cx.opts.kernels)) {
         let row = 2 * k.div_ceil(2);
         let buf_off = round_up(2 * row, 64);

@@ -21,8 +21,15 @@ const KERNEL_SETS: [KernelSet; 2] = [KernelSet::Cranelift, KernelSet::Auto];
 fn compare_bits(g: &Graph, inputs: &[Tensor], contract: Contract, kernels: KernelSet, what: &str) {
     let want = qc_interp::run(g, inputs, &qc_interp::Options { contract })
         .unwrap_or_else(|e| panic!("{what}: interpreter: {e}"));
-    let m = qc_jit::compile(g, &JitOptions { contract, kernels, profile: false })
-        .unwrap_or_else(|e| panic!("{what}: compile: {e}"));
+    let m = qc_jit::compile(
+        g,
+        &JitOptions {
+            contract,
+            kernels,
+            profile: false,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{what}: compile: {e}"));
     let got = m.run(inputs).unwrap_or_else(|e| panic!("{what}: run: {e}"));
     assert_eq!(want.len(), got.len(), "{what}: result count");
     for (o, (w, j)) in want.iter().zip(&got).enumerate() {
@@ -262,12 +269,13 @@ fn gemm_shapes_not_multiple_of_tiles() {
         (9, 16, 17),
         (17, 33, 4),
     ] {
-        for trans_b in [false, true] {
+        for (trans_b, xq, zx) in [
+            (false, QType::U8, 120),
+            (true, QType::U8, 120),
+            (true, QType::I8, -5),
+        ] {
             let mut g = Graph::new();
-            let a = g.add_input(
-                "a",
-                TensorType::quantized(vec![m, k], pt(QType::U8, 0.05, 120)),
-            );
+            let a = g.add_input("a", TensorType::quantized(vec![m, k], pt(xq, 0.05, zx)));
             let wd = if trans_b { vec![n, k] } else { vec![k, n] };
             let wv: Vec<i8> = (0..k * n).map(|_| rng.range(-127, 127) as i8).collect();
             let w = qconst(
@@ -307,7 +315,7 @@ fn gemm_shapes_not_multiple_of_tiles() {
                         &ins,
                         contract,
                         ks,
-                        &format!("gemm {m}x{k}x{n} tb {trans_b} {contract} {ks:?}"),
+                        &format!("gemm {m}x{k}x{n} tb {trans_b} {xq:?} {contract} {ks:?}"),
                     );
                 }
             }

@@ -148,6 +148,30 @@ fn detect_gemv() -> Option<usize> {
     None
 }
 
+/// The native quad-form (u8 × i8) matrix-vector kernel, if any (`gemv::x86::quad_entry`).
+pub(crate) fn gemv_quad(ks: KernelSet) -> Option<usize> {
+    match ks {
+        KernelSet::Cranelift => None,
+        KernelSet::Auto => detect_gemv_quad(),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect_gemv_quad() -> Option<usize> {
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vnni")
+    {
+        return Some(gemv::x86::quad_entry as *const () as usize);
+    }
+    None
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect_gemv_quad() -> Option<usize> {
+    None
+}
+
 /// The best depthwise plane kernel for this host under `ks`, if any (contract in
 /// [`dw_plane`]).
 pub(crate) fn dw_plane(ks: KernelSet) -> Option<usize> {
