@@ -1863,15 +1863,20 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                         .flat_map(|v| v.to_le_bytes())
                         .collect::<Vec<u8>>(),
                 );
+                // Channels per kernel call: enough that small planes share one call
+                // and one epilogue call, few enough that the group's sums (16 KiB)
+                // stay in cache.
+                let group = (4096 / n.max(1)).clamp(1, g.c_out.max(1));
                 let buf_off = round_up(kernels::dw_plane::scratch_bytes(&plane), 64);
-                // The sums of one plane, plus room for whole-vector reads of the last 8.
-                let scratch = buf_off + 4 * (n + NR);
+                // The sums of one group, plus room for whole-vector reads of the last 8.
+                let scratch = buf_off + 4 * (group * n + NR);
                 let mut sig = Signature::new(e.cfg.default_call_conv);
-                for _ in 0..5 {
+                for _ in 0..8 {
                     sig.params.push(AbiParam::new(I64));
                 }
                 let sr = e.b.import_signature(sig);
                 let rq = kernels::requant_tile(cx.opts.kernels);
+                let (full, rest) = (g.c_out / group, g.c_out % group);
                 e.for_n(g.batch, |e, bn| {
                     let yo = e.muli(bn, (g.c_out * n) as i64 * ysize);
                     let yb = e.add(p.outs[0], yo);
@@ -1899,20 +1904,44 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                         row0: 0,
                         native: None,
                     };
-                    e.for_n(g.c_out, |e, oc| {
-                        // Output channel oc reads input channel oc / cout_g.
-                        let ic = e.b.ins().udiv_imm_u(oc, cout_g as i64);
-                        let ic0 = e.muli(bn, g.c_in as i64);
-                        let ic = e.add(ic0, ic);
-                        let xo = e.muli(ic, isz as i64);
-                        let xb = e.add(p.ins[0], xo);
+                    let ic0 = e.muli(bn, g.c_in as i64);
+                    let xo = e.muli(ic0, isz as i64);
+                    let xb = e.add(p.ins[0], xo);
+                    // Output channels oc0..oc0 + cnt: sums, then their epilogue.
+                    let run = |e: &mut E, oc0: Value, cnt: usize| -> Result<()> {
                         let wt0 = e.ic(wtab as i64);
-                        let wp = e.addr(wt0, oc, (4 * k) as i64, 0);
-                        let args = [e.ic(ptab as i64), xb, wp, buf, bbuf];
+                        let wp = e.addr(wt0, oc0, (4 * k) as i64, 0);
+                        let args = [
+                            e.ic(ptab as i64),
+                            xb,
+                            wp,
+                            buf,
+                            bbuf,
+                            oc0,
+                            e.ic(cnt as i64),
+                            e.ic(cout_g as i64),
+                        ];
                         let f = e.ic(dwf as i64);
                         e.b.ins().call_indirect(sr, f, &args);
-                        buf_requant(e, rq, mode, &job, epi, oc, buf, n)
-                    })
+                        let z = e.ic(0);
+                        if native_requant(e, rq, mode, &job, epi, oc0, z, buf, n, cnt, n) {
+                            return Ok(());
+                        }
+                        e.for_n(cnt, |e, j| {
+                            let oc = e.add(oc0, j);
+                            let rb = e.addr(buf, j, (4 * n) as i64, 0);
+                            buf_requant(e, rq, mode, &job, epi, oc, rb, n)
+                        })
+                    };
+                    e.for_n(full, |e, gi| {
+                        let oc0 = e.muli(gi, group as i64);
+                        run(e, oc0, group)
+                    })?;
+                    if rest > 0 {
+                        let oc0 = e.ic((full * group) as i64);
+                        run(e, oc0, rest)?;
+                    }
+                    Ok(())
                 })?;
                 return Ok(scratch);
             }

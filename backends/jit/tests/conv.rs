@@ -342,8 +342,12 @@ fn fixed_shapes_cover_fast_paths() {
         [usize; 4],
     );
     #[rustfmt::skip]
-    let shapes: [Case; 10] = [
+    let shapes: [Case; 12] = [
         // c_in, c_out, group, h, w, k, s, d, pads
+        // Depthwise planes small enough to share kernel calls: one full group of 256
+        // channels and a partial one; with a channel multiplier of 2.
+        (300, 300, 300, 4, 4, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        (150, 300, 150, 4, 4, [3, 3], [2, 2], [1, 1], [1, 0, 1, 1]),
         (7, 13, 1, 5, 7, [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
         (24, 40, 1, 12, 12, [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
         (6, 10, 2, 3, 11, [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),

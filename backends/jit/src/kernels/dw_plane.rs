@@ -155,8 +155,8 @@ pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
     /// # Safety
-    /// The CPU has AVX-512F; the pointers satisfy the module contract.
-    #[target_feature(enable = "avx512f")]
+    /// The CPU has AVX-512F/BW/VL; the pointers satisfy the module contract.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     unsafe fn plane512(
         p: &Plane,
         zx: i32,
@@ -184,8 +184,14 @@ pub(crate) mod x86 {
             // denormals, and every FMA on a denormal takes a slow microcode assist.
             for ph in 0..sh * sw {
                 let tail = scratch.add(ph * plen);
-                for j in hq * wq..plen {
+                let mut j = hq * wq;
+                while j + 16 <= plen {
+                    _mm512_storeu_ps(tail.add(j), _mm512_setzero_ps());
+                    j += 16;
+                }
+                while j < plen {
                     *tail.add(j) = 0.0;
+                    j += 1;
                 }
             }
             let zero_row = |dst: *mut f32| {
@@ -251,18 +257,16 @@ pub(crate) mod x86 {
                     c += 16;
                 }
                 if c < iw_used {
-                    // The tail through a 16-byte copy (no read past the plane) and a
+                    // The tail through a masked load (no read past the plane) and a
                     // masked store.
                     let rest = iw_used - c;
-                    let mut tail = [0u8; 16];
-                    std::ptr::copy_nonoverlapping(src.add(c), tail.as_mut_ptr(), rest);
-                    let b = _mm_loadu_si128(tail.as_ptr().cast());
+                    let m: __mmask16 = (1u16 << rest) - 1;
+                    let b = _mm_maskz_loadu_epi8(m, src.add(c).cast());
                     let v = if signed {
                         _mm512_cvtepi8_epi32(b)
                     } else {
                         _mm512_cvtepu8_epi32(b)
                     };
-                    let m: __mmask16 = (1u16 << rest) - 1;
                     _mm512_mask_storeu_ps(
                         dst.add(c),
                         m,
@@ -366,6 +370,38 @@ pub(crate) mod x86 {
         }
     }
 
+    /// The C-ABI entry for `count` output channels `oc0..oc0 + count` of one image:
+    /// output channel `oc` reads input plane `oc / mult` of `x` (planes `ih·iw` bytes
+    /// apart), its weights are at `w + (oc - oc0)·kh·kw`, its sums go to `out + (oc -
+    /// oc0)·oh·ow`; the scratch is reused per channel. One call per group of small
+    /// planes instead of one per plane.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) extern "C" fn planes512_entry(
+        params: *const i64,
+        x: *const u8,
+        w: *const f32,
+        out: *mut i32,
+        scratch: *mut f32,
+        oc0: usize,
+        count: usize,
+        mult: usize,
+    ) {
+        // SAFETY: `params` points at PARAMS i64 (contract).
+        let v = unsafe { std::slice::from_raw_parts(params, super::PARAMS) };
+        let (isz, k, osz) = (
+            (v[0].max(0) * v[1].max(0)) as usize,
+            (v[2].max(0) * v[3].max(0)) as usize,
+            (v[10].max(0) * v[11].max(0)) as usize,
+        );
+        let mult = mult.max(1);
+        for j in 0..count {
+            let ic = (oc0 + j) / mult;
+            // SAFETY: the caller's buffers hold these planes (contract above).
+            let (xp, wp, op) = unsafe { (x.add(ic * isz), w.add(j * k), out.add(j * osz)) };
+            plane512_entry(params, xp, wp, op, scratch);
+        }
+    }
+
     /// The C-ABI entry (see the module contract).
     pub(crate) extern "C" fn plane512_entry(
         params: *const i64,
@@ -394,7 +430,7 @@ pub(crate) mod x86 {
         if !super::applies(&p) || p.oh == 0 || p.ow == 0 {
             return;
         }
-        // SAFETY: only handed out by `dw_plane` after AVX-512F was detected; the
+        // SAFETY: only handed out by `dw_plane` after AVX-512F/BW/VL were detected; the
         // generated code passes buffers satisfying the module contract.
         unsafe { plane512(&p, v[12] as i32, v[13] != 0, x, w, out, scratch) }
     }
@@ -405,7 +441,10 @@ mod tests {
     use super::*;
 
     fn check(p: Plane, signed: bool, zx: i32) {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
+        if !(std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl"))
+        {
             return;
         }
         let mut s = 0x1234_5678u32;

@@ -172,8 +172,8 @@ fn detect_gemv_quad() -> Option<usize> {
     None
 }
 
-/// The best depthwise plane kernel for this host under `ks`, if any (contract in
-/// [`dw_plane`]).
+/// The best depthwise plane kernel for this host under `ks`, if any: the address of
+/// `dw_plane::x86::planes512_entry` (contracts in [`dw_plane`]).
 pub(crate) fn dw_plane(ks: KernelSet) -> Option<usize> {
     match ks {
         KernelSet::Cranelift => None,
@@ -183,8 +183,11 @@ pub(crate) fn dw_plane(ks: KernelSet) -> Option<usize> {
 
 #[cfg(target_arch = "x86_64")]
 fn detect_dw_plane() -> Option<usize> {
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        return Some(dw_plane::x86::plane512_entry as *const () as usize);
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+    {
+        return Some(dw_plane::x86::planes512_entry as *const () as usize);
     }
     None
 }
