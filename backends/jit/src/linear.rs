@@ -1341,6 +1341,40 @@ fn im2col_raw(e: &mut E, zx: i32, g: &ConvGeom, x: Value, raw: Value) -> Result<
                             if g.stride[2] == 1 {
                                 copy_static(e, dst, src, len);
                                 Ok(())
+                            } else if g.stride[2] == 2 && len >= 16 {
+                                // Stride 2: 16 outputs from 32 loaded bytes (even
+                                // lanes), while the last byte read, 32c + 31, is at
+                                // most the last sample 2(len - 1); the rest one by one.
+                                let chunks = if 2 * (len - 1) >= 31 {
+                                    (2 * (len - 1) - 31) / 32 + 1
+                                } else {
+                                    0
+                                };
+                                let even = shuffle_mask(
+                                    e,
+                                    [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30],
+                                );
+                                e.for_n(chunks, |e, c| {
+                                    let so = e.muli(c, 32);
+                                    let sa = e.add(src, so);
+                                    let a = e.b.ins().load(types::I8X16, mf(), sa, 0);
+                                    let b = e.b.ins().load(types::I8X16, mf(), sa, 16);
+                                    let v = e.b.ins().shuffle(a, b, even);
+                                    let d = e.muli(c, 16);
+                                    let da = e.add(dst, d);
+                                    e.b.ins().store(mf(), v, da, 0);
+                                    Ok(())
+                                })?;
+                                let done = chunks * 16;
+                                e.for_n(len - done, |e, i| {
+                                    let i = e.addi(i, done as i64);
+                                    let si = e.muli(i, 2);
+                                    let sa = e.add(src, si);
+                                    let v = e.b.ins().load(types::I8, mf(), sa, 0);
+                                    let da = e.add(dst, i);
+                                    e.b.ins().store(mf(), v, da, 0);
+                                    Ok(())
+                                })
                             } else {
                                 let s = g.stride[2] as i64;
                                 e.for_n(len, |e, i| {

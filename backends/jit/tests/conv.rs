@@ -342,8 +342,11 @@ fn fixed_shapes_cover_fast_paths() {
         [usize; 4],
     );
     #[rustfmt::skip]
-    let shapes: [Case; 12] = [
+    let shapes: [Case; 14] = [
         // c_in, c_out, group, h, w, k, s, d, pads
+        // Stride-2 gathers of 16 outputs per vector step, with a scalar tail.
+        (3, 8, 1, 9, 70, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]),
+        (2, 5, 1, 5, 67, [3, 4], [1, 2], [1, 1], [0, 2, 1, 1]),
         // Depthwise planes small enough to share kernel calls: one full group of 256
         // channels and a partial one; with a channel multiplier of 2.
         (300, 300, 300, 4, 4, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
