@@ -28,6 +28,7 @@
 
 use std::collections::HashMap;
 
+pub mod export;
 mod fold;
 mod import;
 mod node;
