@@ -1,0 +1,2403 @@
+//! Per-node emission: one statement per node, calling a shared typed kernel with a
+//! `static const` parameter block and tables made at compile time.
+//!
+//! [`node`] matches every [`Op`] exhaustively; an op or type combination without a
+//! kernel returns [`Error::Unsupported`] naming the node. What each op's kernel must
+//! reproduce is the interpreter's definition (`qc_interp`): integer accumulation and
+//! `qc_qmath::Requantizer` for conv/gemm, and "dequantize → f32 op → quantize" for
+//! everything else, which [`crate::exact`] turns into integer tables.
+//!
+//! **Invariants.** Every table index the C code forms is in range by construction:
+//! codes are offset by their type's minimum (tables have one entry per code of an
+//! 8-bit type), and window/broadcast loops are bounded by the geometry validated here
+//! against the node's result type.
+
+use qc_ir::real;
+use qc_ir::{
+    Activation, DType, Node, NodeId, Op, PoolAttrs, QType, QuantParams, TensorType, ValueId,
+};
+use qc_qmath::{Contract, Requantizer};
+
+use crate::emit::{array, c_i32, c_i64, ctype, Em};
+use crate::exact::{self, key_f32, KEY_NEG_INF, KEY_POS_INF};
+use crate::runtime::Piece;
+use crate::{Error, Result};
+
+struct Cx<'n> {
+    id: NodeId,
+    node: &'n Node,
+}
+
+impl Cx<'_> {
+    fn err(&self, msg: impl Into<String>) -> Error {
+        Error::Unsupported {
+            node: self.id,
+            op: self.node.op.name(),
+            name: self.node.name.clone(),
+            msg: msg.into(),
+        }
+    }
+
+    fn input(&self, i: usize) -> Result<ValueId> {
+        self.node
+            .inputs
+            .get(i)
+            .copied()
+            .ok_or_else(|| self.err(format!("missing operand {i}")))
+    }
+
+    fn output(&self) -> Result<ValueId> {
+        match self.node.outputs.as_slice() {
+            [y] => Ok(*y),
+            _ => Err(self.err(format!(
+                "{} results (the C backend handles one)",
+                self.node.outputs.len()
+            ))),
+        }
+    }
+
+    /// Table / parameter name for this node.
+    fn name(&self, what: &str) -> String {
+        format!("qc_n{}_{what}", self.id.index())
+    }
+}
+
+/// An 8-bit per-tensor quantized type: `(storage, scale, zero point)`.
+fn q8(ty: &TensorType) -> Option<(QType, f32, i32)> {
+    let p = ty.quant.as_ref()?;
+    if p.len() != 1 || !matches!(p.storage, QType::U8 | QType::I8) {
+        return None;
+    }
+    Some((p.storage, *p.scales.first()?, *p.zero_points.first()?))
+}
+
+fn sfx(d: DType) -> &'static str {
+    d.name()
+}
+
+fn qmin(q: QType) -> i64 {
+    q.min()
+}
+
+/// Emit the statement of one node.
+pub(crate) fn node(em: &mut Em, id: NodeId, node: &Node) -> Result<String> {
+    if crate::float_ops::applies(em, node) {
+        return crate::float_ops::node(em, &crate::float_ops::FCx { id, node });
+    }
+    let cx = Cx { id, node };
+    match &node.op {
+        Op::Quantize => quantize(em, &cx),
+        Op::Dequantize => unary_map(em, &cx, |x| x),
+        Op::Requantize | Op::Identity => unary_map(em, &cx, |x| x),
+        Op::Relu => unary_map(em, &cx, real::relu),
+        Op::LeakyRelu { alpha } => {
+            let a = *alpha;
+            unary_map(em, &cx, move |x| real::leaky_relu(x, a))
+        }
+        Op::Clip { min, max } => {
+            let (lo, hi) = real::clip_bounds(*min, *max);
+            unary_map(em, &cx, move |x| real::clip(x, lo, hi))
+        }
+        Op::Sigmoid => unary_map(em, &cx, real::sigmoid),
+        Op::HardSigmoid { alpha, beta } => {
+            let (a, b) = (*alpha, *beta);
+            unary_map(em, &cx, move |x| real::hard_sigmoid(x, a, b))
+        }
+        Op::HardSwish => unary_map(em, &cx, real::hard_swish),
+        Op::Tanh => unary_map(em, &cx, real::tanh),
+        Op::Flatten { .. } | Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => {
+            reshape(em, &cx)
+        }
+        Op::Conv(a) => conv(em, &cx, a),
+        Op::Gemm(a) => gemm(em, &cx, a),
+        Op::MatMul { act } => {
+            // A 2-D matmul is a gemm without C (b's channel axis 1 in both).
+            let two_d = |i: usize| {
+                cx.input(i)
+                    .and_then(|v| em.ty(v))
+                    .is_ok_and(|t| t.shape.rank() == 2)
+            };
+            if node.inputs.len() != 2 || !two_d(0) || !two_d(1) {
+                return Err(cx.err("matmul other than 2-D x 2-D"));
+            }
+            let attrs = qc_ir::GemmAttrs {
+                alpha: 1.0,
+                beta: 1.0,
+                trans_a: false,
+                trans_b: false,
+                act: *act,
+            };
+            gemm(em, &cx, &attrs)
+        }
+        Op::Add { act } => add_sub(em, &cx, *act, false),
+        Op::Sub => add_sub(em, &cx, Activation::None, true),
+        Op::Mul => binary_exact(em, &cx, Activation::None, Bin::Mul),
+        Op::AveragePool {
+            pool,
+            count_include_pad,
+        } => avg_pool(em, &cx, pool, *count_include_pad),
+        Op::GlobalAveragePool => global_avg_pool(em, &cx),
+        Op::MaxPool { pool, .. } => max_pool(em, &cx, Some(pool)),
+        Op::GlobalMaxPool => max_pool(em, &cx, None),
+        Op::Softmax { axis } => softmax(em, &cx, *axis),
+        Op::BatchNorm { epsilon } => batch_norm(em, &cx, *epsilon),
+        Op::Transpose { perm } => transpose(em, &cx, perm),
+        Op::Concat { axis } => concat(em, &cx, *axis),
+        Op::Pad { pads, value } => pad(em, &cx, pads, *value),
+        Op::DynamicQuantize
+        | Op::Cast { .. }
+        | Op::ConvInteger(_)
+        | Op::ConvTranspose(_)
+        | Op::MatMulInteger
+        | Op::Div
+        | Op::Sum
+        | Op::PRelu
+        | Op::ReduceMean { .. }
+        | Op::Lrn(_) => Err(cx.err("no C kernel for this op yet")),
+    }
+}
+
+/// Geometry (`[h, w]` view) of NC + 1 or 2 spatial dims.
+fn spatial2(dims: &[usize]) -> Option<(usize, usize, usize, usize)> {
+    match dims {
+        [n, c, w] => Some((*n, *c, 1, *w)),
+        [n, c, h, w] => Some((*n, *c, *h, *w)),
+        _ => None,
+    }
+}
+
+/// `[h, w]` view of a per-spatial-dim attribute (1-D: `[default, v]`).
+fn attr2(v: &[usize], rank: usize, default: usize) -> Option<[usize; 2]> {
+    match (v.len(), rank) {
+        // A 1-D op's virtual leading dim has extent 1 whatever the default.
+        (0, 1) => Some([1, default]),
+        (0, _) => Some([default, default]),
+        (1, 1) => Some([1, v[0]]),
+        (2, 2) => Some([v[0], v[1]]),
+        _ => None,
+    }
+}
+
+/// `[ph, pw]` begin pads and `[eh, ew]` end pads.
+fn pads2(p: &[usize], rank: usize) -> Option<([usize; 2], [usize; 2])> {
+    match (p.len(), rank) {
+        (0, _) => Some(([0, 0], [0, 0])),
+        (2, 1) => Some(([0, p[0]], [0, p[1]])),
+        (4, 2) => Some(([p[0], p[1]], [p[2], p[3]])),
+        _ => None,
+    }
+}
+
+fn i32c(cx: &Cx, v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| cx.err(format!("dimension {v} does not fit in int32")))
+}
+
+// ---------------------------------------------------------------------------------
+// Boundaries and elementwise maps
+
+fn quantize(em: &mut Em, cx: &Cx) -> Result<String> {
+    let (x, y) = (cx.input(0)?, cx.output()?);
+    let (tx, ty) = (em.ty(x)?, em.ty(y)?);
+    if tx.dtype != DType::F32 || tx.is_quantized() {
+        return Err(cx.err(format!("quantize from {} (f32 only)", tx.dtype)));
+    }
+    let Some((q, s, zp)) = q8(ty) else {
+        return Err(cx.err("quantize to a type other than 8-bit per-tensor"));
+    };
+    // quantize(x) is monotone in x; NaN (outside the key range) maps to the zero point.
+    let f = |k: i64| qc_qmath::quantize(key_f32(k), s, zp, q);
+    let (base, taus) = exact::thresholds(KEY_NEG_INF, KEY_POS_INF, 256, f)
+        .ok_or_else(|| cx.err("quantize thresholds"))?;
+    let nan = q.saturate(i64::from(zp));
+    let tname = cx.name("thr");
+    em.data_once(&tname, || Ok(array("int32_t", &tname, &taus)))?;
+    em.need(Piece::Thresh32);
+    em.need(Piece::F32Key);
+    let yt = ctype(ty.dtype);
+    let kname = format!("qc_quantize_{}", sfx(ty.dtype));
+    em.kernel(&kname, || {
+        format!(
+            r#"
+/* quantize: y = base + #(thresholds <= key(x)); NaN -> nanv. Integer-only. */
+static void {kname}(const float *x, {yt} *y, int32_t n, const int32_t *t, int32_t nt, int32_t base, int32_t nanv)
+{{
+    int32_t i;
+    for (i = 0; i < n; i++) {{
+        uint32_t b;
+        memcpy(&b, &x[i], sizeof b);
+        if ((b & 0x7fffffffu) > 0x7f800000u) {{
+            y[i] = ({yt})nanv;
+        }} else {{
+            y[i] = ({yt})(base + qc_thresh32(t, nt, qc_f32_key(b)));
+        }}
+    }}
+}}
+"#
+        )
+    });
+    let n = i32c(cx, numel(ty))?;
+    let (px, py) = (em.ptr(x)?, em.ptr(y)?);
+    Ok(format!(
+        "    {kname}({px}, {py}, {n}, {tname}, {}, {base}, {nan});\n",
+        taus.len()
+    ))
+}
+
+fn numel(t: &TensorType) -> usize {
+    t.shape.dims().iter().product()
+}
+
+/// A unary op (or a conversion) as a table over the 8-bit codes of its operand:
+/// `y = quantize(f(dequantize(x)))`, or the f32 `f(dequantize(x))` for a float result.
+fn unary_map(em: &mut Em, cx: &Cx, f: impl Fn(f32) -> f32) -> Result<String> {
+    let (x, y) = (cx.input(0)?, cx.output()?);
+    if cx.node.inputs.len() != 1 {
+        return Err(cx.err("expects one operand"));
+    }
+    let (tx, ty) = (em.ty(x)?.clone(), em.ty(y)?.clone());
+    if tx.shape != ty.shape {
+        return Err(cx.err("operand and result shapes differ"));
+    }
+    if tx == ty && matches!(cx.node.op, Op::Identity) {
+        return copy(em, x, y, &ty);
+    }
+    let Some((qx, sx, zx)) = q8(&tx) else {
+        return Err(cx.err(format!(
+            "operand of type {}{} (the C backend maps 8-bit per-tensor quantized operands)",
+            tx.dtype,
+            if tx.is_quantized() { " quantized" } else { "" }
+        )));
+    };
+    let real = |q: i64| f(qc_qmath::dequantize(q, sx, zx));
+    let tname = cx.name("map");
+    let (kname, tabtype) = match (&ty.quant, ty.dtype) {
+        (Some(_), _) => {
+            let Some((qy, sy, zy)) = q8(&ty) else {
+                return Err(cx.err("result quantized other than 8-bit per tensor"));
+            };
+            let tab = exact::lut(qx, |q| qc_qmath::quantize(real(q), sy, zy, qy));
+            em.data_once(&tname, || Ok(array(ctype(ty.dtype), &tname, &tab)))?;
+            (
+                format!("qc_map_{}_{}", sfx(tx.dtype), sfx(ty.dtype)),
+                ctype(ty.dtype),
+            )
+        }
+        (None, DType::F32) => {
+            let tab: Vec<String> = exact::lut(qx, real)
+                .into_iter()
+                .map(|v| exact::c_float(v).ok_or_else(|| cx.err(format!("table value {v}"))))
+                .collect::<Result<_>>()?;
+            em.data_once(&tname, || Ok(array("float", &tname, &tab)))?;
+            (format!("qc_map_{}_f32", sfx(tx.dtype)), "float")
+        }
+        (None, d) => return Err(cx.err(format!("result of type {d}"))),
+    };
+    let xt = ctype(tx.dtype);
+    let yt = ctype(ty.dtype);
+    let xmin = qmin(qx);
+    em.kernel(&kname, || {
+        format!(
+            r#"
+/* y = tab[x - min(x)]: any function of one 8-bit code. */
+static void {kname}(const {xt} *x, {yt} *y, int32_t n, const {tabtype} *tab)
+{{
+    int32_t i;
+    for (i = 0; i < n; i++) {{
+        y[i] = tab[(int32_t)x[i] - ({xmin})];
+    }}
+}}
+"#
+        )
+    });
+    let n = i32c(cx, numel(&ty))?;
+    let (px, py) = (em.ptr(x)?, em.ptr(y)?);
+    Ok(format!("    {kname}({px}, {py}, {n}, {tname});\n"))
+}
+
+fn copy(em: &mut Em, x: ValueId, y: ValueId, ty: &TensorType) -> Result<String> {
+    let bytes = ty.size_bytes().map_err(|e| Error::Graph(e.to_string()))?;
+    let (px, py) = (em.ptr(x)?, em.ptr(y)?);
+    if px == py || bytes == 0 {
+        return Ok(String::new());
+    }
+    Ok(format!("    memcpy({py}, {px}, {bytes});\n"))
+}
+
+fn reshape(em: &mut Em, cx: &Cx) -> Result<String> {
+    let (x, y) = (cx.input(0)?, cx.output()?);
+    let (tx, ty) = (em.ty(x)?.clone(), em.ty(y)?.clone());
+    if numel(&tx) != numel(&ty) {
+        return Err(cx.err("element counts differ"));
+    }
+    if tx.dtype == ty.dtype && tx.quant == ty.quant {
+        return copy(em, x, y, &ty);
+    }
+    // Different quantization: the interpreter requantizes through f32.
+    let same_shape = TensorType {
+        shape: tx.shape.clone(),
+        ..ty.clone()
+    };
+    if same_shape.quant.is_some() && q8(&tx).is_some() {
+        return unary_map_typed(em, cx, x, y, &tx, &ty);
+    }
+    Err(cx.err("reshape changing the element type"))
+}
+
+fn unary_map_typed(
+    em: &mut Em,
+    cx: &Cx,
+    x: ValueId,
+    y: ValueId,
+    tx: &TensorType,
+    ty: &TensorType,
+) -> Result<String> {
+    let (Some((qx, sx, zx)), Some((qy, sy, zy))) = (q8(tx), q8(ty)) else {
+        return Err(cx.err("8-bit per-tensor types expected"));
+    };
+    let tab = exact::lut(qx, |q| {
+        qc_qmath::quantize(qc_qmath::dequantize(q, sx, zx), sy, zy, qy)
+    });
+    let tname = cx.name("map");
+    em.data_once(&tname, || Ok(array(ctype(ty.dtype), &tname, &tab)))?;
+    let (xt, yt, xmin) = (ctype(tx.dtype), ctype(ty.dtype), qmin(qx));
+    let kname = format!("qc_map_{}_{}", sfx(tx.dtype), sfx(ty.dtype));
+    em.kernel(&kname, || {
+        format!(
+            r#"
+/* y = tab[x - min(x)]: any function of one 8-bit code. */
+static void {kname}(const {xt} *x, {yt} *y, int32_t n, const {yt} *tab)
+{{
+    int32_t i;
+    for (i = 0; i < n; i++) {{
+        y[i] = tab[(int32_t)x[i] - ({xmin})];
+    }}
+}}
+"#
+        )
+    });
+    let n = i32c(cx, numel(ty))?;
+    let (px, py) = (em.ptr(x)?, em.ptr(y)?);
+    Ok(format!("    {kname}({px}, {py}, {n}, {tname});\n"))
+}
+
+// ---------------------------------------------------------------------------------
+// Conv and gemm: integer accumulation, per-channel requantization
+
+/// Per-output-channel epilogue constants, as the interpreter's `Epilogue::Quant`.
+struct Epi {
+    mult: Vec<i32>,
+    shift: Vec<i32>,
+    fmult: Vec<String>,
+    lo: Vec<i64>,
+    hi: Vec<i64>,
+    zy: i32,
+    q: QType,
+}
+
+fn epilogue(
+    cx: &Cx,
+    contract: Contract,
+    sx: f32,
+    sw: &[f32],
+    ty: &TensorType,
+    act: Activation,
+) -> Result<Epi> {
+    let Some((q, sy, zy)) = q8(ty) else {
+        return Err(cx.err("result must be 8-bit per-tensor quantized"));
+    };
+    let mut e = Epi {
+        mult: Vec::new(),
+        shift: Vec::new(),
+        fmult: Vec::new(),
+        lo: Vec::new(),
+        hi: Vec::new(),
+        zy,
+        q,
+    };
+    for &s in sw {
+        let rq = Requantizer::new(contract, sx, s, sy)?;
+        let m = rq.fixed_multiplier();
+        e.mult.push(m.m);
+        e.shift.push(m.shift.clamp(-31, 30));
+        e.fmult.push(
+            exact::c_float(rq.float_multiplier()).ok_or_else(|| cx.err("multiplier not finite"))?,
+        );
+        let (l, h) = match act {
+            Activation::None => (q.min(), q.max()),
+            Activation::Relu => (qc_qmath::quantize(0.0, sy, zy, q), q.max()),
+            Activation::Clip { min, max } => (
+                qc_qmath::quantize(min, sy, zy, q),
+                qc_qmath::quantize(max, sy, zy, q),
+            ),
+        };
+        e.lo.push(l);
+        e.hi.push(h);
+    }
+    Ok(e)
+}
+
+/// The epilogue tables; returns the initializer fields `mult, shift, fmult, lo, hi`.
+fn epilogue_data(em: &mut Em, cx: &Cx, e: &Epi) -> Result<String> {
+    let contract = em.opts.contract;
+    let (mn, sn, fnm, ln, hn) = (
+        cx.name("mult"),
+        cx.name("shift"),
+        cx.name("fmult"),
+        cx.name("lo"),
+        cx.name("hi"),
+    );
+    let lo: Vec<String> = e.lo.iter().map(|&v| c_i32(v as i32)).collect();
+    let hi: Vec<String> = e.hi.iter().map(|&v| c_i32(v as i32)).collect();
+    em.data_once(&ln, || Ok(array("int32_t", &ln, &lo)))?;
+    em.data_once(&hn, || Ok(array("int32_t", &hn, &hi)))?;
+    Ok(match contract {
+        Contract::Float => {
+            em.need(Piece::RqFloat);
+            em.data_once(&fnm, || Ok(array("float", &fnm, &e.fmult)))?;
+            format!("NULL, NULL, {fnm}, {ln}, {hn}")
+        }
+        Contract::Fixed | Contract::FixedSingle => {
+            em.need(if contract == Contract::Fixed {
+                Piece::RqFixed
+            } else {
+                Piece::RqSingle
+            });
+            let m: Vec<String> = e.mult.iter().map(|&v| c_i32(v)).collect();
+            em.data_once(&mn, || Ok(array("int32_t", &mn, &m)))?;
+            em.data_once(&sn, || Ok(array("int8_t", &sn, &e.shift)))?;
+            format!("{mn}, {sn}, NULL, {ln}, {hn}")
+        }
+    })
+}
+
+/// The C epilogue statement: `acc` (uint32_t) of channel `c` into `v` (int64_t).
+fn epilogue_code(contract: Contract, q: QType) -> String {
+    let scale = match contract {
+        Contract::Float => "qc_rq_float((int32_t)acc, p->fmult[c])",
+        Contract::Fixed | Contract::FixedSingle => "qc_rq((int32_t)acc, p->mult[c], p->shift[c])",
+    };
+    // lo/hi lie inside the storage range (they are quantize() results), so clamping
+    // to them is the interpreter's saturate-then-clamp (with lo > hi both give hi).
+    let _ = q;
+    format!(
+        "v = {scale} + p->zy;\n                if (v < p->lo[c]) {{\n                    v = p->lo[c];\n                }}\n                if (v > p->hi[c]) {{\n                    v = p->hi[c];\n                }}"
+    )
+}
+
+/// Weight scales and zero points per output channel (`axis` is the channel axis of w).
+fn weight_params(cx: &Cx, p: &QuantParams, n: usize, axis: usize) -> Result<(Vec<f32>, Vec<i32>)> {
+    if p.len() == 1 {
+        let (Some(&s), Some(&z)) = (p.scales.first(), p.zero_points.first()) else {
+            return Err(cx.err("empty weight quantization parameters"));
+        };
+        return Ok((vec![s; n], vec![z; n]));
+    }
+    if p.axis != Some(axis) || p.len() != n || p.zero_points.len() != n {
+        return Err(cx.err(format!(
+            "weights quantized per axis {:?} with {} params; expected per tensor or axis {axis} with {n}",
+            p.axis,
+            p.len()
+        )));
+    }
+    Ok((p.scales.clone(), p.zero_points.clone()))
+}
+
+fn conv(em: &mut Em, cx: &Cx, a: &qc_ir::ConvAttrs) -> Result<String> {
+    let (x, w, y) = (cx.input(0)?, cx.input(1)?, cx.output()?);
+    let bias = cx.node.inputs.get(2).copied();
+    let (tx, tw, ty) = (em.ty(x)?.clone(), em.ty(w)?.clone(), em.ty(y)?.clone());
+    let Some((qx, sx, zx)) = q8(&tx) else {
+        return Err(cx.err("conv on a float or non-8-bit operand (no float conv kernel yet)"));
+    };
+    let Some(pw_) = tw
+        .quant
+        .as_ref()
+        .filter(|p| matches!(p.storage, QType::U8 | QType::I8))
+    else {
+        return Err(cx.err("conv weights must be 8-bit quantized"));
+    };
+    let rank = tx.shape.rank().saturating_sub(2);
+    let (Some((n, cin, h, wd)), Some((_, cout, oh, ow))) =
+        (spatial2(tx.shape.dims()), spatial2(ty.shape.dims()))
+    else {
+        return Err(cx.err("conv over other than 1 or 2 spatial dims"));
+    };
+    let wd_ = tw.shape.dims();
+    let (kh, kw) = match wd_ {
+        [_, _, k] => (1, *k),
+        [_, _, a, b] => (*a, *b),
+        _ => return Err(cx.err("weight rank")),
+    };
+    let (Some(s), Some(d), Some((pb, pe))) = (
+        attr2(&a.strides, rank, 1),
+        attr2(&a.dilations, rank, 1),
+        pads2(&a.pads, rank),
+    ) else {
+        return Err(cx.err("conv attributes do not match the rank"));
+    };
+    let g = a.group;
+    if kh == 0
+        || kw == 0
+        || g == 0
+        || cin % g != 0
+        || cout % g != 0
+        || wd_.first() != Some(&cout)
+        || wd_.get(1) != Some(&(cin / g))
+    {
+        return Err(cx.err("inconsistent channels / group"));
+    }
+    let out_dim = |i: usize, inp: usize, k: usize| -> Option<usize> {
+        let span = d[i] * (k - 1) + 1;
+        let padded = inp + pb[i] + pe[i];
+        padded.checked_sub(span).map(|r| r / s[i] + 1)
+    };
+    if out_dim(0, h, kh) != Some(oh)
+        || out_dim(1, wd, kw) != Some(ow)
+        || s.contains(&0)
+        || d.contains(&0)
+    {
+        return Err(cx.err("result shape disagrees with the conv geometry"));
+    }
+    let (sw, zw) = weight_params(cx, pw_, cout, 0)?;
+    let epi = epilogue(cx, em.opts.contract, sx, &sw, &ty, a.act)?;
+    let fields = epilogue_data(em, cx, &epi)?;
+    let zwname = cx.name("zw");
+    let zw_expr = if zw.iter().all(|&z| z == 0) {
+        "NULL".to_string()
+    } else {
+        em.data_once(&zwname, || Ok(array("int32_t", &zwname, &zw)))?;
+        zwname
+    };
+    let bias_expr = match bias {
+        Some(b) => {
+            let tb = em.ty(b)?;
+            if tb.dtype != DType::I32 || tb.is_quantized() || numel(tb) != cout {
+                return Err(cx.err("bias must be raw i32 with one value per output channel"));
+            }
+            em.ptr(b)?
+        }
+        None => "NULL".into(),
+    };
+    let pointwise =
+        kh == 1 && kw == 1 && s == [1, 1] && pb == [0, 0] && pe == [0, 0] && oh == h && ow == wd;
+    let dsp = em.opts.cpu != crate::Cpu::Generic
+        && pointwise
+        && g == 1
+        && cin.is_multiple_of(2)
+        && zw.iter().all(|&z| z == 0)
+        && em.g.const_of(w).is_some()
+        && bias.is_none_or(|b| em.g.const_of(b).is_some());
+    let packed = if dsp {
+        match (
+            pack_pairs(em, cx, w, cin)?,
+            fold_bias(em, cx, w, bias, cout, zx)?,
+        ) {
+            (Some(p), Some(f)) => Some((p, f)),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    // Any other conv with unit horizontal dilation and zero weight zero points: rows
+    // of weight pairs for the dual MAC.
+    // Depthwise: interior windows with the zero point folded into the bias.
+    let depthwise = em.opts.cpu != crate::Cpu::Generic
+        && packed.is_none()
+        && g == cin
+        && g == cout
+        && d[1] == 1
+        && zw.iter().all(|&z| z == 0)
+        && em.g.const_of(w).is_some()
+        && bias.is_none_or(|b| em.g.const_of(b).is_some());
+    let dw_pack = if depthwise {
+        match (
+            pack_rows(em, cx, w, kw)?,
+            fold_bias(em, cx, w, bias, cout, zx)?,
+        ) {
+            (Some(r), Some(f)) => Some((r, f)),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    // Other convs with an even number of input channels per group: pairs along the
+    // input channels, one packed weight word per tap and channel pair.
+    let chan = em.opts.cpu != crate::Cpu::Generic
+        && packed.is_none()
+        && dw_pack.is_none()
+        && (cin / g).is_multiple_of(4)
+        && tw.dtype == DType::I8
+        && zw.iter().all(|&z| z == 0)
+        && em.g.const_of(w).is_some();
+    let ch_pack = if chan {
+        pack_channels(em, cx, w, cout, cin / g, kh * kw, zx)?
+    } else {
+        None
+    };
+    // (Odd widths pay a tail per row and measured slower than the generic kernel.)
+    let rows = em.opts.cpu != crate::Cpu::Generic
+        && packed.is_none()
+        && dw_pack.is_none()
+        && ch_pack.is_none()
+        && d[1] == 1
+        && kw % 2 == 0
+        && zw.iter().all(|&z| z == 0);
+    let row_pack = if rows {
+        pack_rows(em, cx, w, kw)?
+    } else {
+        None
+    };
+    em.need(Piece::ConvParams);
+    let pname = cx.name("p");
+    let dims: Vec<i32> = [
+        n, cin, h, wd, cout, oh, ow, kh, kw, s[0], s[1], pb[0], pb[1], d[0], d[1], g,
+    ]
+    .iter()
+    .map(|&v| i32c(cx, v))
+    .collect::<Result<_>>()?;
+    let dims_s: Vec<String> = dims.iter().map(|v| v.to_string()).collect();
+    let p_init = format!(
+        "static const qc_conv_t {pname} = {{{}, {zx}, {}, {bias_expr}, {zw_expr}, {fields}}};\n",
+        dims_s.join(", "),
+        epi.zy
+    );
+    // The bias pointer may be a constant array emitted by `ptr` above; the block
+    // comes after it in the data section.
+    em.data_once(&pname, || Ok(p_init))?;
+    let (xt, wt, yt) = (ctype(tx.dtype), ctype(tw.dtype), ctype(ty.dtype));
+    let kname = format!(
+        "qc_conv_{}_{}_{}",
+        sfx(tx.dtype),
+        sfx(tw.dtype),
+        sfx(ty.dtype)
+    );
+    let code = epilogue_code(em.opts.contract, epi.q);
+    let _ = qx;
+    let generic = packed.is_none() && row_pack.is_none() && dw_pack.is_none() && ch_pack.is_none();
+    em.kernel_if(generic, &kname, || {
+        format!(
+            r#"
+/* Quantized convolution (NCHW, groups, stride, dilation, zero-padded taps skipped):
+ * acc = bias + sum (x - zx) * (w - zw[c]) in wrapping 32-bit, then requantize, clamp.
+ * The tap range inside the input is computed once per output row/column, so the
+ * inner loops carry no bounds checks; a 1x1 stride-1 unpadded conv is a plain
+ * channel reduction. */
+static void {kname}(const {xt} *x, const {wt} *w, {yt} *y, const qc_conv_t *p)
+{{
+    int32_t cig = p->cin / p->group, cog = p->cout / p->group, ksz = p->kh * p->kw;
+    int32_t hw = p->h * p->w, ohw = p->oh * p->ow;
+    int32_t b, c, oy, ox, ci, ky, kx;
+    int32_t pointwise = ksz == 1 && p->sh == 1 && p->sw == 1 && p->ph == 0 && p->pw == 0 && p->oh == p->h && p->ow == p->w;
+    for (b = 0; b < p->n; b++) {{
+        for (c = 0; c < p->cout; c++) {{
+            int32_t zw = p->zw != NULL ? p->zw[c] : 0, zx = p->zx;
+            uint32_t bias = p->bias != NULL ? (uint32_t)p->bias[c] : 0u;
+            const {wt} *wc = w + (size_t)c * (size_t)cig * (size_t)ksz;
+            const {xt} *xg = x + ((size_t)b * (size_t)p->cin + (size_t)(c / cog) * (size_t)cig) * (size_t)hw;
+            {yt} *yc = y + ((size_t)b * (size_t)p->cout + (size_t)c) * (size_t)ohw;
+            if (pointwise) {{
+                int32_t px;
+                for (px = 0; px < ohw; px++) {{
+                    uint32_t acc = bias;
+                    int64_t v;
+                    const {xt} *xp = xg + px;
+                    for (ci = 0; ci < cig; ci++) {{
+                        acc += (uint32_t)(((int32_t)xp[(size_t)ci * (size_t)hw] - zx) * ((int32_t)wc[ci] - zw));
+                    }}
+                {code}
+                    yc[px] = ({yt})v;
+                }}
+                continue;
+            }}
+            for (oy = 0; oy < p->oh; oy++) {{
+                int32_t iy0 = oy * p->sh - p->ph;
+                int32_t ky0 = iy0 < 0 ? (-iy0 + p->dh - 1) / p->dh : 0;
+                int32_t ky1 = p->h - iy0 <= 0 ? 0 : (p->h - iy0 + p->dh - 1) / p->dh;
+                if (ky1 > p->kh) {{
+                    ky1 = p->kh;
+                }}
+                for (ox = 0; ox < p->ow; ox++) {{
+                    int32_t ix0 = ox * p->sw - p->pw;
+                    int32_t kx0 = ix0 < 0 ? (-ix0 + p->dw - 1) / p->dw : 0;
+                    int32_t kx1 = p->w - ix0 <= 0 ? 0 : (p->w - ix0 + p->dw - 1) / p->dw;
+                    uint32_t acc = bias;
+                    int64_t v;
+                    if (kx1 > p->kw) {{
+                        kx1 = p->kw;
+                    }}
+                    for (ci = 0; ci < cig; ci++) {{
+                        const {xt} *xc = xg + (size_t)ci * (size_t)hw;
+                        const {wt} *wk = wc + (size_t)ci * (size_t)ksz;
+                        for (ky = ky0; ky < ky1; ky++) {{
+                            int32_t row = (iy0 + ky * p->dh) * p->w + ix0;
+                            const {wt} *wr = wk + ky * p->kw;
+                            for (kx = kx0; kx < kx1; kx++) {{
+                                acc += (uint32_t)(((int32_t)xc[row + kx * p->dw] - zx) * ((int32_t)wr[kx] - zw));
+                            }}
+                        }}
+                    }}
+                {code}
+                    yc[oy * p->ow + ox] = ({yt})v;
+                }}
+            }}
+        }}
+    }}
+}}
+"#
+        )
+    });
+    if let Some((wpn, fbn)) = packed {
+        em.need(Piece::Smlad);
+        let dname = format!("qc_pw_dsp_{}_{}", sfx(tx.dtype), sfx(ty.dtype));
+        let code = epilogue_code(em.opts.contract, epi.q);
+        em.kernel(&dname, || pointwise_dsp_kernel(&dname, xt, yt, &code));
+        let (px, py) = (em.ptr(x)?, em.ptr(y)?);
+        return Ok(format!(
+            "    {dname}({px}, {wpn}, {fbn}, {py}, &{pname});\n"
+        ));
+    }
+    if let Some((wcn, ztn)) = ch_pack {
+        em.need(Piece::Smlad);
+        let dname = format!("qc_convc_dsp_{}_{}", sfx(tx.dtype), sfx(ty.dtype));
+        let code = epilogue_code(em.opts.contract, epi.q);
+        em.kernel(&dname, || channel_pair_kernel(&dname, xt, yt, &code));
+        let (px, py) = (em.ptr(x)?, em.ptr(y)?);
+        return Ok(format!(
+            "    {dname}({px}, {wcn}, {ztn}, {py}, &{pname});\n"
+        ));
+    }
+    if let Some((wrn, fbn)) = dw_pack {
+        em.need(Piece::Smlad);
+        let dname = format!(
+            "qc_dw_dsp_{}_{}_{}",
+            sfx(tx.dtype),
+            sfx(tw.dtype),
+            sfx(ty.dtype)
+        );
+        let code = epilogue_code(em.opts.contract, epi.q);
+        em.kernel(&dname, || depthwise_dsp_kernel(&dname, xt, wt, yt, &code));
+        let (px, pwp, py) = (em.ptr(x)?, em.ptr(w)?, em.ptr(y)?);
+        return Ok(format!(
+            "    {dname}({px}, {pwp}, {wrn}, {fbn}, {py}, &{pname});\n"
+        ));
+    }
+    if let Some(wrn) = row_pack {
+        em.need(Piece::Smlad);
+        let dname = format!(
+            "qc_conv_dsp_{}_{}_{}",
+            sfx(tx.dtype),
+            sfx(tw.dtype),
+            sfx(ty.dtype)
+        );
+        let code = epilogue_code(em.opts.contract, epi.q);
+        em.kernel(&dname, || conv_dsp_kernel(&dname, xt, wt, yt, &code));
+        let (px, pwp, py) = (em.ptr(x)?, em.ptr(w)?, em.ptr(y)?);
+        return Ok(format!(
+            "    {dname}({px}, {pwp}, {wrn}, {py}, &{pname});\n"
+        ));
+    }
+    let (px, pwp, py) = (em.ptr(x)?, em.ptr(w)?, em.ptr(y)?);
+    Ok(format!("    {kname}({px}, {pwp}, {py}, &{pname});\n"))
+}
+
+/// Weights reordered to `[c][tap][ci]` (still int8, input channels contiguous so four
+/// of them are one word), and per (channel, tap) `zx * sum_ci w` to subtract for each
+/// tap inside the input (`sum (x - zx) w = sum x w - zx sum w`, modulo 2^32, tap by
+/// tap).
+fn pack_channels(
+    em: &mut Em,
+    cx: &Cx,
+    w: ValueId,
+    cout: usize,
+    cig: usize,
+    ksz: usize,
+    zx: i32,
+) -> Result<Option<(String, String)>> {
+    let Some(wt) = em.g.const_of(w) else {
+        return Ok(None);
+    };
+    let wv = wt.to_i64_vec();
+    if wv.len() != cout * cig * ksz {
+        return Err(cx.err("weight size"));
+    }
+    let at = |c: usize, ci: usize, t: usize| wv[(c * cig + ci) * ksz + t];
+    let mut packed = Vec::with_capacity(wv.len());
+    let mut ztap = Vec::with_capacity(cout * ksz);
+    for c in 0..cout {
+        for t in 0..ksz {
+            let mut sum = 0i64;
+            for ci in 0..cig {
+                sum += at(c, ci, t);
+                packed.push(at(c, ci, t));
+            }
+            ztap.push(c_i32((sum as i32).wrapping_mul(zx)));
+        }
+    }
+    let (wn, zn) = (cx.name("wchan"), cx.name("ztap"));
+    em.data_once(&wn, || Ok(array("int8_t", &wn, &packed)))?;
+    em.data_once(&zn, || Ok(array("int32_t", &zn, &ztap)))?;
+    Ok(Some((wn, zn)))
+}
+
+/// Convolution on the dual 16-bit MAC with pairs along the input channels.
+fn channel_pair_kernel(kname: &str, xt: &str, yt: &str, code: &str) -> String {
+    format!(
+        r#"
+/* Quantized convolution (input channels per group a multiple of 4, int8 weights
+ * with zero points 0, reordered [c][tap][ci]) with dual 16-bit MACs over
+ * input-channel pairs (4k, 4k+2) and (4k+1, 4k+3); per tap inside the input, zx * sum w
+ * of that tap is subtracted. Same wrapping 32-bit sums as the generic kernel. */
+static void {kname}(const {xt} *x, const int8_t *wc, const int32_t *ztap, {yt} *y, const qc_conv_t *p)
+{{
+    int32_t cig = p->cin / p->group, cog = p->cout / p->group, ksz = p->kh * p->kw;
+    int32_t hw = p->h * p->w, ohw = p->oh * p->ow, np = cig / 4;
+    int32_t b, c, oy, ox, ky, kx, j;
+    for (b = 0; b < p->n; b++) {{
+        for (c = 0; c < p->cout; c++) {{
+            const {xt} *xg = x + ((size_t)b * (size_t)p->cin + (size_t)(c / cog) * (size_t)cig) * (size_t)hw;
+            const int8_t *wcc = wc + (size_t)c * (size_t)ksz * (size_t)cig;
+            const int32_t *zt = ztap + (size_t)c * (size_t)ksz;
+            {yt} *yc = y + ((size_t)b * (size_t)p->cout + (size_t)c) * (size_t)ohw;
+            int32_t bias = p->bias != NULL ? p->bias[c] : 0;
+            for (oy = 0; oy < p->oh; oy++) {{
+                int32_t iy0 = oy * p->sh - p->ph;
+                int32_t ky0 = iy0 < 0 ? (-iy0 + p->dh - 1) / p->dh : 0;
+                int32_t ky1 = p->h - iy0 <= 0 ? 0 : (p->h - iy0 + p->dh - 1) / p->dh;
+                if (ky1 > p->kh) {{
+                    ky1 = p->kh;
+                }}
+                for (ox = 0; ox < p->ow; ox++) {{
+                    int32_t ix0 = ox * p->sw - p->pw;
+                    int32_t kx0 = ix0 < 0 ? (-ix0 + p->dw - 1) / p->dw : 0;
+                    int32_t kx1 = p->w - ix0 <= 0 ? 0 : (p->w - ix0 + p->dw - 1) / p->dw;
+                    int32_t acc = bias;
+                    int64_t v;
+                    if (kx1 > p->kw) {{
+                        kx1 = p->kw;
+                    }}
+                    for (ky = ky0; ky < ky1; ky++) {{
+                        for (kx = kx0; kx < kx1; kx++) {{
+                            int32_t t = ky * p->kw + kx;
+                            const {xt} *xp = xg + (iy0 + ky * p->dh) * p->w + ix0 + kx * p->dw;
+                            const int8_t *wt = wcc + (size_t)t * (size_t)cig;
+                            acc = (int32_t)((uint32_t)acc - (uint32_t)zt[t]);
+                            for (j = 0; j < np; j++) {{
+                                uint32_t ww = qc_ld32(wt + 4 * j);
+                                uint32_t xa = (uint32_t)(uint16_t)(int16_t)xp[0] | ((uint32_t)(uint16_t)(int16_t)xp[2 * hw] << 16);
+                                uint32_t xb = (uint32_t)(uint16_t)(int16_t)xp[hw] | ((uint32_t)(uint16_t)(int16_t)xp[3 * hw] << 16);
+                                acc = qc_smlad(xa, qc_sxtb16(ww), acc);
+                                acc = qc_smlad(xb, qc_sxtb16(qc_ror8(ww)), acc);
+                                xp += 4 * hw;
+                            }}
+                        }}
+                    }}
+                    {{
+                        uint32_t uacc = (uint32_t)acc;
+                        {{
+                            uint32_t acc = uacc;
+                        {code}
+                        }}
+                    }}
+                    yc[oy * p->ow + ox] = ({yt})v;
+                }}
+            }}
+        }}
+    }}
+}}
+"#
+    )
+}
+
+/// `bias[c] - zx * sum(w[c, ..])` (wrapping), for kernels that fold the input zero
+/// point when every tap is inside the input.
+fn fold_bias(
+    em: &mut Em,
+    cx: &Cx,
+    w: ValueId,
+    bias: Option<ValueId>,
+    cout: usize,
+    zx: i32,
+) -> Result<Option<String>> {
+    let Some(wt) = em.g.const_of(w) else {
+        return Ok(None);
+    };
+    let wv = wt.to_i64_vec();
+    let bv: Vec<i64> = match bias.and_then(|b| em.g.const_of(b)) {
+        Some(t) => t.to_i64_vec(),
+        None => vec![0; cout],
+    };
+    if cout == 0 || wv.len() % cout != 0 || bv.len() != cout {
+        return Err(cx.err("weight or bias size"));
+    }
+    let per = wv.len() / cout;
+    let fb: Vec<String> = (0..cout)
+        .map(|c| {
+            let sum: i64 = wv[c * per..(c + 1) * per].iter().sum();
+            c_i32((bv[c] as i32).wrapping_sub((sum as i32).wrapping_mul(zx)))
+        })
+        .collect();
+    let n = cx.name("fbias");
+    em.data_once(&n, || Ok(array("int32_t", &n, &fb)))?;
+    Ok(Some(n))
+}
+
+/// Depthwise convolution on the dual 16-bit MAC: windows fully inside the input use
+/// raw codes in pairs against packed weight rows from a bias with the zero point
+/// folded in (`sum (x - zx) w = sum x w - zx sum w`, modulo 2^32); border windows
+/// take the generic per-tap path.
+fn depthwise_dsp_kernel(kname: &str, xt: &str, wt: &str, yt: &str, code: &str) -> String {
+    format!(
+        r#"
+/* Quantized depthwise convolution (one channel per group, unit horizontal dilation,
+ * weight zero points 0) with dual 16-bit MACs in the interior. */
+static void {kname}(const {xt} *x, const {wt} *w, const uint32_t *wr, const int32_t *fbias, {yt} *y, const qc_conv_t *p)
+{{
+    int32_t hw = p->h * p->w, ohw = p->oh * p->ow, np = (p->kw + 1) / 2, ksz = p->kh * p->kw;
+    int32_t spany = (p->kh - 1) * p->dh, oy0, oy1, ox0, ox1;
+    int32_t b, c, oy, ox, ky, kx;
+    oy0 = (p->ph + p->sh - 1) / p->sh;
+    oy1 = p->h - 1 + p->ph - spany < 0 ? 0 : (p->h - 1 + p->ph - spany) / p->sh + 1;
+    ox0 = (p->pw + p->sw - 1) / p->sw;
+    ox1 = p->w - 1 + p->pw - (p->kw - 1) < 0 ? 0 : (p->w - 1 + p->pw - (p->kw - 1)) / p->sw + 1;
+    for (b = 0; b < p->n; b++) {{
+        for (c = 0; c < p->cout; c++) {{
+            int32_t zx = p->zx;
+            const {xt} *xc = x + ((size_t)b * (size_t)p->cin + (size_t)c) * (size_t)hw;
+            const {wt} *wc = w + (size_t)c * (size_t)ksz;
+            const uint32_t *wrc = wr + (size_t)c * (size_t)p->kh * (size_t)np;
+            {yt} *yc = y + ((size_t)b * (size_t)p->cout + (size_t)c) * (size_t)ohw;
+            for (oy = 0; oy < p->oh; oy++) {{
+                int32_t iy0 = oy * p->sh - p->ph;
+                for (ox = 0; ox < p->ow; ox++) {{
+                    int32_t ix0 = ox * p->sw - p->pw;
+                    int32_t acc;
+                    int64_t v;
+                    if (oy >= oy0 && oy < oy1 && ox >= ox0 && ox < ox1) {{
+                        const {xt} *xr = xc + (size_t)(iy0 * p->w + ix0);
+                        const uint32_t *wp = wrc;
+                        acc = fbias[c];
+                        for (ky = 0; ky < p->kh; ky++) {{
+                            for (kx = 0; kx + 1 < p->kw; kx += 2) {{
+                                uint32_t xa = (uint32_t)(uint16_t)(int16_t)xr[kx] | ((uint32_t)(uint16_t)(int16_t)xr[kx + 1] << 16);
+                                acc = qc_smlad(xa, wp[kx >> 1], acc);
+                            }}
+                            if (kx < p->kw) {{
+                                acc = qc_smlad((uint32_t)(uint16_t)(int16_t)xr[kx], wp[kx >> 1], acc);
+                            }}
+                            xr += p->dh * p->w;
+                            wp += np;
+                        }}
+                    }} else {{
+                        int32_t ky0 = iy0 < 0 ? (-iy0 + p->dh - 1) / p->dh : 0;
+                        int32_t ky1 = p->h - iy0 <= 0 ? 0 : (p->h - iy0 + p->dh - 1) / p->dh;
+                        int32_t kx0 = ix0 < 0 ? -ix0 : 0;
+                        int32_t kx1 = p->w - ix0 < p->kw ? p->w - ix0 : p->kw;
+                        uint32_t ua = p->bias != NULL ? (uint32_t)p->bias[c] : 0u;
+                        if (ky1 > p->kh) {{
+                            ky1 = p->kh;
+                        }}
+                        for (ky = ky0; ky < ky1; ky++) {{
+                            int32_t row = (iy0 + ky * p->dh) * p->w + ix0;
+                            for (kx = kx0; kx < kx1; kx++) {{
+                                ua += (uint32_t)(((int32_t)xc[row + kx] - zx) * (int32_t)wc[ky * p->kw + kx]);
+                            }}
+                        }}
+                        acc = (int32_t)ua;
+                    }}
+                    {{
+                        uint32_t uacc = (uint32_t)acc;
+                        {{
+                            uint32_t acc = uacc;
+                        {code}
+                        }}
+                    }}
+                    yc[oy * p->ow + ox] = ({yt})v;
+                }}
+            }}
+        }}
+    }}
+}}
+"#
+    )
+}
+
+/// Each kernel row (output channel, input channel, ky) of constant weights as
+/// `ceil(kw / 2)` words of int16 pairs `(w[kx], w[kx + 1])`, the last one of an odd
+/// row with a zero high half.
+fn pack_rows(em: &mut Em, cx: &Cx, w: ValueId, kw: usize) -> Result<Option<String>> {
+    let Some(wt) = em.g.const_of(w) else {
+        return Ok(None);
+    };
+    let wv = wt.to_i64_vec();
+    if kw == 0 || wv.len() % kw != 0 {
+        return Err(cx.err("weight size"));
+    }
+    let mut packed = Vec::new();
+    for row in wv.chunks(kw) {
+        for pair in row.chunks(2) {
+            let lo = (pair[0] as i16 as u16) as u32;
+            let hi = (pair.get(1).copied().unwrap_or(0) as i16 as u16) as u32;
+            packed.push(format!("0x{:08x}u", lo | (hi << 16)));
+        }
+    }
+    let n = cx.name("wrows");
+    em.data_once(&n, || Ok(array("uint32_t", &n, &packed)))?;
+    Ok(Some(n))
+}
+
+/// Convolution on the dual 16-bit MAC: per valid kernel row, taps in pairs
+/// `(x[kx] - zx, x[kx + 1] - zx)` against the packed weight pairs; a tap left over at
+/// either end of the valid range (borders, odd widths) is one ordinary multiply.
+fn conv_dsp_kernel(kname: &str, xt: &str, wt: &str, yt: &str, code: &str) -> String {
+    format!(
+        r#"
+/* Quantized convolution with dual 16-bit MACs (unit horizontal dilation, weight
+ * zero points 0): same taps, same wrapping 32-bit sums as the generic kernel. */
+static void {kname}(const {xt} *x, const {wt} *w, const uint32_t *wr, {yt} *y, const qc_conv_t *p)
+{{
+    int32_t cig = p->cin / p->group, cog = p->cout / p->group, ksz = p->kh * p->kw;
+    int32_t hw = p->h * p->w, ohw = p->oh * p->ow, np = (p->kw + 1) / 2;
+    int32_t b, c, oy, ox, ci, ky, kx;
+    for (b = 0; b < p->n; b++) {{
+        for (c = 0; c < p->cout; c++) {{
+            int32_t zx = p->zx;
+            uint32_t bias = p->bias != NULL ? (uint32_t)p->bias[c] : 0u;
+            const {wt} *wc = w + (size_t)c * (size_t)cig * (size_t)ksz;
+            const uint32_t *wrc = wr + (size_t)c * (size_t)cig * (size_t)p->kh * (size_t)np;
+            const {xt} *xg = x + ((size_t)b * (size_t)p->cin + (size_t)(c / cog) * (size_t)cig) * (size_t)hw;
+            {yt} *yc = y + ((size_t)b * (size_t)p->cout + (size_t)c) * (size_t)ohw;
+            for (oy = 0; oy < p->oh; oy++) {{
+                int32_t iy0 = oy * p->sh - p->ph;
+                int32_t ky0 = iy0 < 0 ? (-iy0 + p->dh - 1) / p->dh : 0;
+                int32_t ky1 = p->h - iy0 <= 0 ? 0 : (p->h - iy0 + p->dh - 1) / p->dh;
+                if (ky1 > p->kh) {{
+                    ky1 = p->kh;
+                }}
+                for (ox = 0; ox < p->ow; ox++) {{
+                    int32_t ix0 = ox * p->sw - p->pw;
+                    int32_t kx0 = ix0 < 0 ? -ix0 : 0;
+                    int32_t kx1 = p->w - ix0 < p->kw ? p->w - ix0 : p->kw;
+                    int32_t acc = (int32_t)bias;
+                    int64_t v;
+                    for (ci = 0; ci < cig; ci++) {{
+                        const {xt} *xc = xg + (size_t)ci * (size_t)hw;
+                        for (ky = ky0; ky < ky1; ky++) {{
+                            const {xt} *xr = xc + (size_t)((iy0 + ky * p->dh) * p->w + ix0);
+                            const {wt} *wk = wc + ((size_t)ci * (size_t)p->kh + (size_t)ky) * (size_t)p->kw;
+                            const uint32_t *wp = wrc + ((size_t)ci * (size_t)p->kh + (size_t)ky) * (size_t)np;
+                            kx = kx0;
+                            if (kx & 1) {{
+                                acc = (int32_t)((uint32_t)acc + (uint32_t)(((int32_t)xr[kx] - zx) * (int32_t)wk[kx]));
+                                kx++;
+                            }}
+                            for (; kx + 1 < kx1; kx += 2) {{
+                                uint32_t xa = (uint32_t)(uint16_t)(int16_t)((int32_t)xr[kx] - zx) | ((uint32_t)(uint16_t)(int16_t)((int32_t)xr[kx + 1] - zx) << 16);
+                                acc = qc_smlad(xa, wp[kx >> 1], acc);
+                            }}
+                            if (kx < kx1) {{
+                                acc = (int32_t)((uint32_t)acc + (uint32_t)(((int32_t)xr[kx] - zx) * (int32_t)wk[kx]));
+                            }}
+                        }}
+                    }}
+                    {{
+                        uint32_t uacc = (uint32_t)acc;
+                        {{
+                            uint32_t acc = uacc;
+                        {code}
+                        }}
+                    }}
+                    yc[oy * p->ow + ox] = ({yt})v;
+                }}
+            }}
+        }}
+    }}
+}}
+"#
+    )
+}
+
+/// Constant weights `[rows, n]` as int16 pairs along `n` (`n` even): word `[r][j]` is
+/// `(w[r, 2j], w[r, 2j + 1])`. The 1x1 convolution streams its weights once per
+/// pixel pair, so the sign extension is done here rather than in the loop (twice
+/// the flash of int8 for these weights, measured worth it on the Cortex-M4).
+fn pack_pairs(em: &mut Em, cx: &Cx, w: ValueId, n: usize) -> Result<Option<String>> {
+    let Some(wt) = em.g.const_of(w) else {
+        return Ok(None);
+    };
+    let wv = wt.to_i64_vec();
+    if n == 0 || !n.is_multiple_of(2) || !wv.len().is_multiple_of(n) {
+        return Err(cx.err("weight size"));
+    }
+    let packed: Vec<String> = wv
+        .chunks(2)
+        .map(|p| {
+            let lo = (p[0] as i16 as u16) as u32;
+            let hi = (p.get(1).copied().unwrap_or(0) as i16 as u16) as u32;
+            format!("0x{:08x}u", lo | (hi << 16))
+        })
+        .collect();
+    let name = cx.name("wpairs");
+    em.data_once(&name, || Ok(array("uint32_t", &name, &packed)))?;
+    Ok(Some(name))
+}
+
+/// The 1x1-conv kernel on the dual 16-bit MAC: a 2-channel x 2-pixel register tile,
+/// two input channels per MAC instruction.
+fn pointwise_dsp_kernel(kname: &str, xt: &str, yt: &str, code: &str) -> String {
+    format!(
+        r#"
+/* Quantized 1x1 convolution (stride 1, no padding, one group, even input channels,
+ * weight zero points 0) with dual 16-bit MACs: weights pre-packed as int16 pairs
+ * along the input channels, the input zero point folded into fbias, tiles of 2
+ * output channels x 2 pixels. Same wrapping 32-bit sums as the generic kernel. */
+static int32_t {kname}_dot(const {xt} *xp, int32_t hw, const uint32_t *wr, int32_t n2, int32_t acc)
+{{
+    int32_t k;
+    for (k = 0; k < n2; k++) {{
+        uint32_t xa = (uint32_t)(uint16_t)(int16_t)xp[0] | ((uint32_t)(uint16_t)(int16_t)xp[hw] << 16);
+        acc = qc_smlad(xa, wr[k], acc);
+        xp += 2 * hw;
+    }}
+    return acc;
+}}
+
+static void {kname}(const {xt} *x, const uint32_t *wp, const int32_t *fbias, {yt} *y, const qc_conv_t *p)
+{{
+    int32_t hw = p->h * p->w, n2 = p->cin / 2;
+    int32_t b, c, px, k;
+    for (b = 0; b < p->n; b++) {{
+        const {xt} *xb = x + (size_t)b * (size_t)p->cin * (size_t)hw;
+        {yt} *yb = y + (size_t)b * (size_t)p->cout * (size_t)hw;
+        for (c = 0; c + 1 < p->cout; c += 2) {{
+            const uint32_t *w0 = wp + (size_t)c * (size_t)n2, *w1 = w0 + n2;
+            for (px = 0; px + 1 < hw; px += 2) {{
+                int32_t a00 = fbias[c], a01 = fbias[c], a10 = fbias[c + 1], a11 = fbias[c + 1];
+                const {xt} *xp = xb + px;
+                int32_t i;
+                for (k = 0; k < n2; k++) {{
+                    uint32_t xa = (uint32_t)(uint16_t)(int16_t)xp[0] | ((uint32_t)(uint16_t)(int16_t)xp[hw] << 16);
+                    uint32_t xc = (uint32_t)(uint16_t)(int16_t)xp[1] | ((uint32_t)(uint16_t)(int16_t)xp[hw + 1] << 16);
+                    uint32_t wa = w0[k], wb = w1[k];
+                    a00 = qc_smlad(xa, wa, a00);
+                    a01 = qc_smlad(xc, wa, a01);
+                    a10 = qc_smlad(xa, wb, a10);
+                    a11 = qc_smlad(xc, wb, a11);
+                    xp += 2 * hw;
+                }}
+                for (i = 0; i < 4; i++) {{
+                    int32_t cc = c + (i >> 1), pp = px + (i & 1);
+                    uint32_t acc = (uint32_t)(i == 0 ? a00 : i == 1 ? a01 : i == 2 ? a10 : a11);
+                    int64_t v;
+                    {{
+                        int32_t c = cc;
+                    {code}
+                    }}
+                    yb[(size_t)cc * (size_t)hw + (size_t)pp] = ({yt})v;
+                }}
+            }}
+        }}
+        /* the remaining output channel and pixel, one at a time */
+        for (c = 0; c < p->cout; c++) {{
+            for (px = c < p->cout - p->cout % 2 ? hw - hw % 2 : 0; px < hw; px++) {{
+                uint32_t acc = (uint32_t){kname}_dot(xb + px, hw, wp + (size_t)c * (size_t)n2, n2, fbias[c]);
+                int64_t v;
+                {code}
+                yb[(size_t)c * (size_t)hw + (size_t)px] = ({yt})v;
+            }}
+        }}
+    }}
+}}
+"#
+    )
+}
+
+fn gemm(em: &mut Em, cx: &Cx, a: &qc_ir::GemmAttrs) -> Result<String> {
+    let (x, w, y) = (cx.input(0)?, cx.input(1)?, cx.output()?);
+    let c_in = cx.node.inputs.get(2).copied();
+    let (tx, tw, ty) = (em.ty(x)?.clone(), em.ty(w)?.clone(), em.ty(y)?.clone());
+    let Some((_, sx, zx)) = q8(&tx) else {
+        return Err(cx.err("gemm on a float or non-8-bit operand (no float gemm kernel yet)"));
+    };
+    let Some(pw_) = tw
+        .quant
+        .as_ref()
+        .filter(|p| matches!(p.storage, QType::U8 | QType::I8))
+    else {
+        return Err(cx.err("gemm weights must be 8-bit quantized"));
+    };
+    let (ad, bd) = (tx.shape.dims(), tw.shape.dims());
+    let ([a0, a1], [b0, b1]) = (ad, bd) else {
+        return Err(cx.err("gemm operands must be 2-D"));
+    };
+    let (m, k) = if a.trans_a { (*a1, *a0) } else { (*a0, *a1) };
+    let (kb, n) = if a.trans_b { (*b1, *b0) } else { (*b0, *b1) };
+    if k != kb || ty.shape.dims() != [m, n] {
+        return Err(cx.err("gemm shapes disagree"));
+    }
+    if a.alpha != 1.0 || (c_in.is_some() && a.beta != 1.0) {
+        return Err(cx.err("quantized gemm needs alpha = beta = 1"));
+    }
+    let (sw, zw) = weight_params(cx, pw_, n, if a.trans_b { 0 } else { 1 })?;
+    let epi = epilogue(cx, em.opts.contract, sx, &sw, &ty, a.act)?;
+    let fields = epilogue_data(em, cx, &epi)?;
+    let zwname = cx.name("zw");
+    let zw_expr = if zw.iter().all(|&z| z == 0) {
+        "NULL".to_string()
+    } else {
+        em.data_once(&zwname, || Ok(array("int32_t", &zwname, &zw)))?;
+        zwname
+    };
+    let (c_expr, cn) = match c_in {
+        Some(c) => {
+            let tc = em.ty(c)?;
+            let cn = numel(tc);
+            let dims = tc.shape.dims();
+            let ok = tc.dtype == DType::I32
+                && !tc.is_quantized()
+                && (cn == 1
+                    || (cn == n && dims.last() == Some(&n))
+                    || (cn == m * n && dims == [m, n]));
+            if !ok {
+                return Err(cx.err("gemm C must be raw i32 of 1, n or m*n elements"));
+            }
+            (em.ptr(c)?, cn)
+        }
+        None => ("NULL".into(), 0),
+    };
+    em.need(Piece::GemmParams);
+    let pname = cx.name("p");
+    let vals: Vec<i32> = [m, k, n, usize::from(a.trans_a), usize::from(a.trans_b), cn]
+        .iter()
+        .map(|&v| i32c(cx, v))
+        .collect::<Result<_>>()?;
+    let vals_s: Vec<String> = vals.iter().map(|v| v.to_string()).collect();
+    let p_init = format!(
+        "static const qc_gemm_t {pname} = {{{}, {zx}, {}, {c_expr}, {zw_expr}, {fields}}};\n",
+        vals_s.join(", "),
+        epi.zy
+    );
+    em.data_once(&pname, || Ok(p_init))?;
+    let (xt, wt, yt) = (ctype(tx.dtype), ctype(tw.dtype), ctype(ty.dtype));
+    let kname = format!(
+        "qc_gemm_{}_{}_{}",
+        sfx(tx.dtype),
+        sfx(tw.dtype),
+        sfx(ty.dtype)
+    );
+    let code = epilogue_code(em.opts.contract, epi.q);
+    // Fully connected layers (B stored [n, k]) on the dual 16-bit MAC.
+    let dsp = em.opts.cpu != crate::Cpu::Generic
+        && a.trans_b
+        && !a.trans_a
+        && k.is_multiple_of(4)
+        && tw.dtype == DType::I8
+        && zw.iter().all(|&z| z == 0)
+        && em.g.const_of(w).is_some();
+    if dsp {
+        if let Some(zsn) = fold_bias(em, cx, w, None, n, zx)? {
+            // fold_bias gives -zx * sum: the kernel adds it.
+            let ext = if tx.dtype == DType::I8 {
+                "qc_sxtb16"
+            } else {
+                "qc_uxtb16"
+            };
+            em.need(Piece::Smlad);
+            let dname = format!("qc_fc_dsp_{}_{}", sfx(tx.dtype), sfx(ty.dtype));
+            em.kernel(&dname, || {
+                format!(
+                    r#"
+/* Quantized fully connected layer (B is int8 [n, k], k a multiple of 4, weight zero
+ * points 0) with dual 16-bit MACs on words of four bytes of both operands; the
+ * term -za * sum_k b comes precomputed in zs (modulo 2^32). */
+static void {dname}(const {xt} *a, const int8_t *bm, const int32_t *zs, {yt} *y, const qc_gemm_t *p)
+{{
+    int32_t i, c, j, k4 = p->k / 4;
+    for (i = 0; i < p->m; i++) {{
+        for (c = 0; c < p->n; c++) {{
+            const {xt} *ar = a + (size_t)i * (size_t)p->k;
+            const int8_t *br = bm + (size_t)c * (size_t)p->k;
+            int32_t acc = 0;
+            int64_t v;
+            if (p->cn == 1) {{
+                acc = p->c[0];
+            }} else if (p->cn == p->n) {{
+                acc = p->c[c];
+            }} else if (p->cn != 0) {{
+                acc = p->c[i * p->n + c];
+            }}
+            acc = (int32_t)((uint32_t)acc + (uint32_t)zs[c]);
+            for (j = 0; j < k4; j++) {{
+                uint32_t xw = qc_ld32(ar + 4 * j), ww = qc_ld32(br + 4 * j);
+                acc = qc_smlad({ext}(xw), qc_sxtb16(ww), acc);
+                acc = qc_smlad({ext}(qc_ror8(xw)), qc_sxtb16(qc_ror8(ww)), acc);
+            }}
+            {{
+                uint32_t uacc = (uint32_t)acc;
+                {{
+                    uint32_t acc = uacc;
+                {code}
+                }}
+            }}
+            y[i * p->n + c] = ({yt})v;
+        }}
+    }}
+}}
+"#
+                )
+            });
+            let (px, pw2, py) = (em.ptr(x)?, em.ptr(w)?, em.ptr(y)?);
+            return Ok(format!(
+                "    {dname}({px}, {pw2}, {zsn}, {py}, &{pname});\n"
+            ));
+        }
+    }
+    em.kernel(&kname, || {
+        format!(
+            r#"
+/* Quantized gemm: acc = C + sum_k (a - za) * (b - zb[c]) in wrapping 32-bit, then
+ * requantize per column c and clamp. */
+static void {kname}(const {xt} *a, const {wt} *bm, {yt} *y, const qc_gemm_t *p)
+{{
+    int32_t i, c, kk;
+    for (i = 0; i < p->m; i++) {{
+        for (c = 0; c < p->n; c++) {{
+            int32_t zb = p->zb != NULL ? p->zb[c] : 0;
+            uint32_t acc = 0u;
+            int64_t v;
+            if (p->cn == 1) {{
+                acc = (uint32_t)p->c[0];
+            }} else if (p->cn == p->n) {{
+                acc = (uint32_t)p->c[c];
+            }} else if (p->cn != 0) {{
+                acc = (uint32_t)p->c[i * p->n + c];
+            }}
+            for (kk = 0; kk < p->k; kk++) {{
+                int32_t av = p->trans_a ? (int32_t)a[kk * p->m + i] : (int32_t)a[i * p->k + kk];
+                int32_t bv = p->trans_b ? (int32_t)bm[c * p->k + kk] : (int32_t)bm[kk * p->n + c];
+                acc += (uint32_t)((av - p->za) * (bv - zb));
+            }}
+                {code}
+            y[i * p->n + c] = ({yt})v;
+        }}
+    }}
+}}
+"#
+        )
+    });
+    let (px, pwp, py) = (em.ptr(x)?, em.ptr(w)?, em.ptr(y)?);
+    Ok(format!("    {kname}({px}, {pwp}, {py}, &{pname});\n"))
+}
+
+// ---------------------------------------------------------------------------------
+// Add / sub: exact fixed-point sum, thresholds
+
+/// Right-aligned 4-D dims and element strides of an operand broadcast to `out`.
+fn bcast4(cx: &Cx, dims: &[usize], out: &[usize]) -> Result<[i32; 4]> {
+    if dims.len() > out.len() || out.len() > 4 {
+        return Err(cx.err("broadcast over more than 4 dims"));
+    }
+    let off = out.len() - dims.len();
+    let mut strides = [0i32; 4];
+    let mut st = 1usize;
+    for i in (0..dims.len()).rev() {
+        let o = out[off + i];
+        if dims[i] == o {
+            strides[4 - out.len() + off + i] = i32c(cx, st)?;
+        } else if dims[i] != 1 {
+            return Err(cx.err("operand does not broadcast to the result"));
+        }
+        st *= dims[i];
+    }
+    Ok(strides)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bin {
+    Add,
+    Sub,
+    Mul,
+}
+
+/// Operand tables, the exact-value range and the value → code function.
+type ExactOperands = (Vec<i64>, Vec<i64>, i64, i64, Box<dyn Fn(i64) -> i64>);
+
+fn add_sub(em: &mut Em, cx: &Cx, act: Activation, sub: bool) -> Result<String> {
+    binary_exact(em, cx, act, if sub { Bin::Sub } else { Bin::Add })
+}
+
+/// Quantized add, sub and mul. Both operands' real values are exact integers in a
+/// fixed-point unit, so their sum (add/sub: one common unit, `< 2^53`) or product
+/// (mul: each `< 2^31`, units multiply) is exact in `int64_t`; the interpreter's f32
+/// result is that exact value rounded once, and everything after is monotone, so
+/// the result code is a threshold lookup on the exact integer.
+fn binary_exact(em: &mut Em, cx: &Cx, act: Activation, kind: Bin) -> Result<String> {
+    let (a, b, y) = (cx.input(0)?, cx.input(1)?, cx.output()?);
+    let (ta, tb, ty) = (em.ty(a)?.clone(), em.ty(b)?.clone(), em.ty(y)?.clone());
+    let (Some((qa, sa, za)), Some((qb, sb, zb)), Some((qy, sy, zy))) = (q8(&ta), q8(&tb), q8(&ty))
+    else {
+        return Err(
+            cx.err("add/sub/mul kernels need 8-bit per-tensor quantized operands and result")
+        );
+    };
+    // Real operand values exactly as the interpreter dequantizes them.
+    let da: Vec<f32> = exact::lut(qa, |q| qc_qmath::dequantize(q, sa, za));
+    let db: Vec<f32> = exact::lut(qb, |q| {
+        let v = qc_qmath::dequantize(q, sb, zb);
+        if kind == Bin::Sub {
+            -v
+        } else {
+            v
+        }
+    });
+    let (ia, ib, lo, hi, f): ExactOperands = match kind {
+        Bin::Add | Bin::Sub => {
+            let all: Vec<f32> = da.iter().chain(&db).copied().collect();
+            let (l, ints) = exact::fixed_point(&all, 52)
+                .ok_or_else(|| cx.err("operand scales too far apart for an exact integer sum"))?;
+            let (ia, ib) = ints.split_at(da.len());
+            let lo = ia.iter().min().copied().unwrap_or(0) + ib.iter().min().copied().unwrap_or(0);
+            let hi = ia.iter().max().copied().unwrap_or(0) + ib.iter().max().copied().unwrap_or(0);
+            // fl32(da + db) is the exact sum rounded once (f64 holds it exactly).
+            let f = move |x: i64| {
+                let r = exact::scaled(x, l) as f32;
+                qc_qmath::quantize(real::activation(act, r), sy, zy, qy)
+            };
+            (ia.to_vec(), ib.to_vec(), lo, hi, Box::new(f))
+        }
+        Bin::Mul => {
+            let (la, ia) = exact::fixed_point(&da, 31).ok_or_else(|| cx.err("operand a range"))?;
+            let (lb, ib) = exact::fixed_point(&db, 31).ok_or_else(|| cx.err("operand b range"))?;
+            let l = la + lb;
+            if !(-126..=127).contains(&l) {
+                return Err(cx.err("product unit outside the normal f32 range"));
+            }
+            let products = || ia.iter().flat_map(|x| ib.iter().map(move |y| x * y));
+            let (lo, hi) = (products().min().unwrap_or(0), products().max().unwrap_or(0));
+            let unit = 2f32.powi(l);
+            // i64 -> f32 rounds once (to nearest even); scaling by 2^l is exact.
+            let f = move |x: i64| qc_qmath::quantize((x as f32) * unit, sy, zy, qy);
+            (ia, ib, lo, hi, Box::new(f))
+        }
+    };
+    let (base, taus) = exact::thresholds(lo, hi, 256, f).ok_or_else(|| cx.err("thresholds"))?;
+    let (tan, tbn, thn) = (cx.name("ta"), cx.name("tb"), cx.name("thr"));
+    let fa: Vec<String> = ia.iter().map(|&v| c_i64(v)).collect();
+    let fb: Vec<String> = ib.iter().map(|&v| c_i64(v)).collect();
+    let ft: Vec<String> = taus.iter().map(|&v| c_i64(v)).collect();
+    em.data_once(&tan, || Ok(array("int64_t", &tan, &fa)))?;
+    em.data_once(&tbn, || Ok(array("int64_t", &tbn, &fb)))?;
+    em.data_once(&thn, || Ok(array("int64_t", &thn, &ft)))?;
+    let out = ty.shape.dims();
+    let sa4 = bcast4(cx, ta.shape.dims(), out)?;
+    let sb4 = bcast4(cx, tb.shape.dims(), out)?;
+    let mut d4 = [1i32; 4];
+    for (i, &d) in out.iter().enumerate() {
+        d4[4 - out.len() + i] = i32c(cx, d)?;
+    }
+    em.need(Piece::EwParams);
+    em.need(Piece::Thresh64);
+    let pname = cx.name("p");
+    let j = |v: [i32; 4]| {
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let p_init = format!(
+        "static const qc_ew_t {pname} = {{{{{}}}, {{{}}}, {{{}}}}};\n",
+        j(d4),
+        j(sa4),
+        j(sb4)
+    );
+    em.data_once(&pname, || Ok(p_init))?;
+    let (at, bt, yt) = (ctype(ta.dtype), ctype(tb.dtype), ctype(ty.dtype));
+    let opname = if kind == Bin::Mul { "mulq" } else { "addq" };
+    let opc = if kind == Bin::Mul { "*" } else { "+" };
+    let kname = format!(
+        "qc_{opname}_{}_{}_{}",
+        sfx(ta.dtype),
+        sfx(tb.dtype),
+        sfx(ty.dtype)
+    );
+    let (amin, bmin) = (qmin(qa), qmin(qb));
+    em.kernel(&kname, || {
+        format!(
+            r#"
+/* Quantized add/sub/mul: the exact fixed-point sum or product of both operands'
+ * real values (tables ta, tb), then the result code by thresholds (the f32 rounding,
+ * activation and quantization of the interpreter folded in at compile time). */
+static void {kname}(const {at} *a, const {bt} *b, {yt} *y, const qc_ew_t *p, const int64_t *ta, const int64_t *tb, const int64_t *t, int32_t nt, int32_t base)
+{{
+    int32_t i0, i1, i2, i3;
+    size_t o = 0;
+    for (i0 = 0; i0 < p->d[0]; i0++) {{
+        for (i1 = 0; i1 < p->d[1]; i1++) {{
+            for (i2 = 0; i2 < p->d[2]; i2++) {{
+                size_t ia = (size_t)(i0 * p->sa[0] + i1 * p->sa[1] + i2 * p->sa[2]);
+                size_t ib = (size_t)(i0 * p->sb[0] + i1 * p->sb[1] + i2 * p->sb[2]);
+                for (i3 = 0; i3 < p->d[3]; i3++) {{
+                    int64_t s = ta[(int32_t)a[ia + (size_t)(i3 * p->sa[3])] - ({amin})] {opc} tb[(int32_t)b[ib + (size_t)(i3 * p->sb[3])] - ({bmin})];
+                    y[o++] = ({yt})(base + qc_thresh64(t, nt, s));
+                }}
+            }}
+        }}
+    }}
+}}
+"#
+        )
+    });
+    let (pa, pb, py) = (em.ptr(a)?, em.ptr(b)?, em.ptr(y)?);
+    Ok(format!(
+        "    {kname}({pa}, {pb}, {py}, &{pname}, {tan}, {tbn}, {thn}, {}, {base});\n",
+        taus.len()
+    ))
+}
+
+// ---------------------------------------------------------------------------------
+// Pooling
+
+struct PoolGeom {
+    nc: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    k: [usize; 2],
+    s: [usize; 2],
+    d: [usize; 2],
+    pb: [usize; 2],
+    pe: [usize; 2],
+    ceil: bool,
+}
+
+fn pool_geom(cx: &Cx, p: &PoolAttrs, x: &[usize], y: &[usize]) -> Result<PoolGeom> {
+    let rank = x.len().saturating_sub(2);
+    let (Some((n, c, h, w)), Some((yn, yc, oh, ow))) = (spatial2(x), spatial2(y)) else {
+        return Err(cx.err("pooling over other than 1 or 2 spatial dims"));
+    };
+    let (Some(k), Some(s), Some(d), Some((pb, pe))) = (
+        attr2(&p.kernel, rank, 0),
+        attr2(&p.strides, rank, 1),
+        attr2(&p.dilations, rank, 1),
+        pads2(&p.pads, rank),
+    ) else {
+        return Err(cx.err("pool attributes do not match the rank"));
+    };
+    if k.contains(&0) || s.contains(&0) || d.contains(&0) || yn != n || yc != c {
+        return Err(cx.err("pool geometry"));
+    }
+    let g = PoolGeom {
+        nc: n * c,
+        h,
+        w,
+        oh,
+        ow,
+        k,
+        s,
+        d,
+        pb,
+        pe,
+        ceil: p.ceil_mode,
+    };
+    // Output size as the interpreter computes it.
+    for (i, (inp, o)) in [(h, oh), (w, ow)].into_iter().enumerate() {
+        let span = d[i] * (k[i] - 1) + 1;
+        let padded = inp + pb[i] + pe[i];
+        let Some(r) = padded.checked_sub(span) else {
+            return Err(cx.err("window larger than the padded input"));
+        };
+        let mut want = if g.ceil {
+            r.div_ceil(s[i]) + 1
+        } else {
+            r / s[i] + 1
+        };
+        if g.ceil && (want - 1) * s[i] >= inp + pb[i] {
+            want -= 1;
+        }
+        if want != o {
+            return Err(cx.err("result shape disagrees with the pool geometry"));
+        }
+    }
+    Ok(g)
+}
+
+impl PoolGeom {
+    /// Taps of output `o` along dim `i` inside the input.
+    fn inside(&self, i: usize, o: usize) -> usize {
+        let lim = [self.h, self.w][i];
+        (0..self.k[i])
+            .filter(|&k| {
+                (o * self.s[i] + k * self.d[i])
+                    .checked_sub(self.pb[i])
+                    .is_some_and(|x| x < lim)
+            })
+            .count()
+    }
+    /// Taps inside the explicitly padded input.
+    fn with_pad(&self, i: usize, o: usize) -> usize {
+        let end = [self.h, self.w][i] + self.pb[i] + self.pe[i];
+        (0..self.k[i])
+            .filter(|&k| o * self.s[i] + k * self.d[i] < end)
+            .count()
+    }
+    fn init(&self, cx: &Cx) -> Result<String> {
+        let v: Vec<String> = [
+            self.nc, self.h, self.w, self.oh, self.ow, self.k[0], self.k[1], self.s[0], self.s[1],
+            self.pb[0], self.pb[1], self.d[0], self.d[1],
+        ]
+        .iter()
+        .map(|&x| i32c(cx, x).map(|v| v.to_string()))
+        .collect::<Result<_>>()?;
+        Ok(v.join(", "))
+    }
+}
+
+/// The C loop header over pooling windows; the body sees `xp` (the plane), `iy`, `ix`.
+const POOL_LOOP_OPEN: &str = r#"    int32_t nc, oy, ox, ky, kx;
+    for (nc = 0; nc < p->nc; nc++) {
+        const XT *xp = x + (size_t)nc * (size_t)p->h * (size_t)p->w;
+        for (oy = 0; oy < p->oh; oy++) {
+            for (ox = 0; ox < p->ow; ox++) {
+"#;
+
+fn avg_pool(em: &mut Em, cx: &Cx, pool: &PoolAttrs, include_pad: bool) -> Result<String> {
+    let (x, y) = (cx.input(0)?, cx.output()?);
+    let (tx, ty) = (em.ty(x)?.clone(), em.ty(y)?.clone());
+    let (Some((qx, sx, zx)), Some((qy, sy, zy))) = (q8(&tx), q8(&ty)) else {
+        return Err(cx.err("average pool kernels need 8-bit per-tensor quantized types"));
+    };
+    let g = pool_geom(cx, pool, tx.shape.dims(), ty.shape.dims())?;
+    // The divisor: taps inside the input, or inside the explicitly padded input; both
+    // factor into a row count times a column count.
+    let (cy, cxs): (Vec<usize>, Vec<usize>) = if include_pad {
+        (
+            (0..g.oh).map(|o| g.with_pad(0, o)).collect(),
+            (0..g.ow).map(|o| g.with_pad(1, o)).collect(),
+        )
+    } else {
+        (
+            (0..g.oh).map(|o| g.inside(0, o)).collect(),
+            (0..g.ow).map(|o| g.inside(1, o)).collect(),
+        )
+    };
+    let mut counts = std::collections::BTreeSet::new();
+    for &a in &cy {
+        for &b in &cxs {
+            counts.insert(a * b);
+        }
+    }
+    let max_cnt = counts.iter().copied().max().unwrap_or(0);
+    // The interpreter sums f32 values in window order: the C code repeats those f32
+    // additions in integers (qc_f32_add) on the exact dequantized bits.
+    let deq: Vec<f32> = exact::lut(qx, |q| qc_qmath::dequantize(q, sx, zx));
+    let (l, _) = exact::fixed_point(&deq, 62).ok_or_else(|| cx.err("dequantized values"))?;
+    let max_sum = deq.iter().fold(0f64, |m, v| m.max(f64::from(v.abs()))) * max_cnt as f64 * 2.0;
+    if l < -126 || max_sum >= 1e38 {
+        return Err(cx.err("partial sums would leave the normal f32 range"));
+    }
+    // One threshold table per divisor (an empty window is 0 / 0 = NaN: the zero point).
+    let (mut offs, mut lens, mut bases) = (
+        vec![0usize; max_cnt + 1],
+        vec![0usize; max_cnt + 1],
+        vec![0i64; max_cnt + 1],
+    );
+    let mut taus: Vec<i64> = Vec::new();
+    for &cnt in &counts {
+        let cnt_f = cnt as f32;
+        let f = |k: i64| qc_qmath::quantize(key_f32(k) / cnt_f, sy, zy, qy);
+        let (base, t) = if cnt == 0 {
+            (qc_qmath::quantize(f32::NAN, sy, zy, qy), Vec::new())
+        } else {
+            exact::thresholds(KEY_NEG_INF, KEY_POS_INF, 256, f)
+                .ok_or_else(|| cx.err("avg pool thresholds"))?
+        };
+        offs[cnt] = taus.len();
+        lens[cnt] = t.len();
+        bases[cnt] = base;
+        taus.extend(t);
+    }
+    let (dn, tn, pname) = (cx.name("deq"), cx.name("thr"), cx.name("p"));
+    let (on, ln, bn, cyn, cxn) = (
+        cx.name("toff"),
+        cx.name("tlen"),
+        cx.name("tbase"),
+        cx.name("cy"),
+        cx.name("cx"),
+    );
+    let bits: Vec<String> = deq
+        .iter()
+        .map(|v| format!("0x{:08x}u", v.to_bits()))
+        .collect();
+    em.data_once(&dn, || Ok(array("uint32_t", &dn, &bits)))?;
+    em.data_once(&tn, || Ok(array("int32_t", &tn, &taus)))?;
+    em.data_once(&on, || Ok(array("int32_t", &on, &offs)))?;
+    em.data_once(&ln, || Ok(array("int32_t", &ln, &lens)))?;
+    em.data_once(&bn, || Ok(array("int32_t", &bn, &bases)))?;
+    em.data_once(&cyn, || Ok(array("int32_t", &cyn, &cy)))?;
+    em.data_once(&cxn, || Ok(array("int32_t", &cxn, &cxs)))?;
+    let init = g.init(cx)?;
+    em.data_once(&pname, || {
+        Ok(format!("static const qc_pool_t {pname} = {{{init}}};\n"))
+    })?;
+    em.need(Piece::PoolParams);
+    em.need(Piece::F32Add);
+    em.need(Piece::Thresh32);
+    let (xt, yt, xmin) = (ctype(tx.dtype), ctype(ty.dtype), qmin(qx));
+    let kname = format!("qc_avgpool_{}_{}", sfx(tx.dtype), sfx(ty.dtype));
+    em.kernel(&kname, || {
+        let open = POOL_LOOP_OPEN.replace("XT", xt);
+        format!(
+            r#"
+/* Quantized average pool: the interpreter's f32 window sum (integer soft-float on
+ * the dequantized bits deq[]), then the result code by the thresholds of the
+ * window's divisor cy[oy] * cx[ox] (tables at off[], lengths len[], base codes). */
+static void {kname}(const {xt} *x, {yt} *y, const qc_pool_t *p, const uint32_t *deq, const int32_t *t, const int32_t *off, const int32_t *len, const int32_t *base, const int32_t *cy, const int32_t *cx)
+{{
+    size_t o = 0;
+{open}                uint32_t s = 0;
+                int32_t cnt = cy[oy] * cx[ox];
+                for (ky = 0; ky < p->kh; ky++) {{
+                    int32_t iy = oy * p->sh - p->ph + ky * p->dh;
+                    if (iy < 0 || iy >= p->h) {{
+                        continue;
+                    }}
+                    for (kx = 0; kx < p->kw; kx++) {{
+                        int32_t ix = ox * p->sw - p->pw + kx * p->dw;
+                        if (ix < 0 || ix >= p->w) {{
+                            continue;
+                        }}
+                        s = qc_f32_add(s, deq[(int32_t)xp[iy * p->w + ix] - ({xmin})]);
+                    }}
+                }}
+                y[o++] = ({yt})(base[cnt] + qc_thresh32(t + off[cnt], len[cnt], qc_f32_key(s)));
+            }}
+        }}
+    }}
+}}
+"#
+        )
+    });
+    let (px, py) = (em.ptr(x)?, em.ptr(y)?);
+    Ok(format!(
+        "    {kname}({px}, {py}, &{pname}, {dn}, {tn}, {on}, {ln}, {bn}, {cyn}, {cxn});\n"
+    ))
+}
+
+fn global_avg_pool(em: &mut Em, cx: &Cx) -> Result<String> {
+    let (x, y) = (cx.input(0)?, cx.output()?);
+    let (tx, ty) = (em.ty(x)?.clone(), em.ty(y)?.clone());
+    let (Some((qx, sx, zx)), Some((qy, sy, zy))) = (q8(&tx), q8(&ty)) else {
+        return Err(cx.err("global average pool kernels need 8-bit per-tensor quantized types"));
+    };
+    let dims = tx.shape.dims();
+    if dims.len() < 2 {
+        return Err(cx.err("rank < 2"));
+    }
+    let nc = dims[0] * dims[1];
+    let inner: usize = dims[2..].iter().product();
+    if inner == 0 {
+        return Err(cx.err("empty planes"));
+    }
+    // The interpreter sums in f64, which is exact here (checked): the C code forms
+    // the same exact sum in int64 fixed point.
+    let deq: Vec<f32> = exact::lut(qx, |q| qc_qmath::dequantize(q, sx, zx));
+    let (l, ints) = exact::fixed_point(&deq, 52).ok_or_else(|| cx.err("dequantized values"))?;
+    let maxabs = ints.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
+    if u128::from(maxabs) * inner as u128 >= 1u128 << 53 {
+        return Err(cx.err("window sum would not be exact"));
+    }
+    let lo = ints.iter().min().copied().unwrap_or(0) * inner as i64;
+    let hi = ints.iter().max().copied().unwrap_or(0) * inner as i64;
+    let inner_f = inner as f64;
+    let f = |s: i64| qc_qmath::quantize((exact::scaled(s, l) / inner_f) as f32, sy, zy, qy);
+    let (base, taus) = exact::thresholds(lo, hi, 256, f).ok_or_else(|| cx.err("thresholds"))?;
+    let (tn, thn) = (cx.name("tx"), cx.name("thr"));
+    let ti: Vec<String> = ints.iter().map(|&v| c_i64(v)).collect();
+    let th: Vec<String> = taus.iter().map(|&v| c_i64(v)).collect();
+    em.data_once(&tn, || Ok(array("int64_t", &tn, &ti)))?;
+    em.data_once(&thn, || Ok(array("int64_t", &thn, &th)))?;
+    em.need(Piece::Thresh64);
+    let (xt, yt, xmin) = (ctype(tx.dtype), ctype(ty.dtype), qmin(qx));
+    let kname = format!("qc_gavgpool_{}_{}", sfx(tx.dtype), sfx(ty.dtype));
+    em.kernel(&kname, || {
+        format!(
+            r#"
+/* Quantized global average pool: exact fixed-point plane sum, thresholds. */
+static void {kname}(const {xt} *x, {yt} *y, int32_t nc, int32_t inner, const int64_t *tx, const int64_t *t, int32_t nt, int32_t base)
+{{
+    int32_t c, i;
+    for (c = 0; c < nc; c++) {{
+        int64_t s = 0;
+        for (i = 0; i < inner; i++) {{
+            s += tx[(int32_t)x[(size_t)c * (size_t)inner + (size_t)i] - ({xmin})];
+        }}
+        y[c] = ({yt})(base + qc_thresh64(t, nt, s));
+    }}
+}}
+"#
+        )
+    });
+    let (px, py) = (em.ptr(x)?, em.ptr(y)?);
+    Ok(format!(
+        "    {kname}({px}, {py}, {}, {}, {tn}, {thn}, {}, {base});\n",
+        i32c(cx, nc)?,
+        i32c(cx, inner)?,
+        taus.len()
+    ))
+}
+
+fn max_pool(em: &mut Em, cx: &Cx, pool: Option<&PoolAttrs>) -> Result<String> {
+    let (x, y) = (cx.input(0)?, cx.output()?);
+    let (tx, ty) = (em.ty(x)?.clone(), em.ty(y)?.clone());
+    let (Some((qx, sx, zx)), Some((qy, sy, zy))) = (q8(&tx), q8(&ty)) else {
+        return Err(
+            cx.err("max pool kernels need 8-bit per-tensor quantized types (or one result)")
+        );
+    };
+    let g = match pool {
+        Some(p) => pool_geom(cx, p, tx.shape.dims(), ty.shape.dims())?,
+        None => {
+            let Some((n, c, h, w)) = spatial2(tx.shape.dims()) else {
+                return Err(cx.err("global max pool over other than 1 or 2 spatial dims"));
+            };
+            PoolGeom {
+                nc: n * c,
+                h,
+                w,
+                oh: 1,
+                ow: 1,
+                k: [h, w],
+                s: [1, 1],
+                d: [1, 1],
+                pb: [0, 0],
+                pe: [0, 0],
+                ceil: false,
+            }
+        }
+    };
+    // max commutes with the monotone dequantize → quantize map: take the max code,
+    // then map it; an empty window is the interpreter's 0.0.
+    let tab = exact::lut(qx, |q| {
+        qc_qmath::quantize(qc_qmath::dequantize(q, sx, zx), sy, zy, qy)
+    });
+    let empty = qc_qmath::quantize(0.0, sy, zy, qy);
+    let (tn, pname) = (cx.name("map"), cx.name("p"));
+    em.data_once(&tn, || Ok(array(ctype(ty.dtype), &tn, &tab)))?;
+    let init = g.init(cx)?;
+    em.data_once(&pname, || {
+        Ok(format!("static const qc_pool_t {pname} = {{{init}}};\n"))
+    })?;
+    em.need(Piece::PoolParams);
+    let (xt, yt, xmin) = (ctype(tx.dtype), ctype(ty.dtype), qmin(qx));
+    let kname = format!("qc_maxpool_{}_{}", sfx(tx.dtype), sfx(ty.dtype));
+    em.kernel(&kname, || {
+        let open = POOL_LOOP_OPEN.replace("XT", xt);
+        format!(
+            r#"
+/* Quantized max pool: the largest code of the window, mapped to the result type. */
+static void {kname}(const {xt} *x, {yt} *y, const qc_pool_t *p, const {yt} *map, int32_t empty)
+{{
+    size_t o = 0;
+{open}                int32_t best = 0, any = 0;
+                for (ky = 0; ky < p->kh; ky++) {{
+                    int32_t iy = oy * p->sh - p->ph + ky * p->dh;
+                    if (iy < 0 || iy >= p->h) {{
+                        continue;
+                    }}
+                    for (kx = 0; kx < p->kw; kx++) {{
+                        int32_t ix = ox * p->sw - p->pw + kx * p->dw;
+                        int32_t v;
+                        if (ix < 0 || ix >= p->w) {{
+                            continue;
+                        }}
+                        v = (int32_t)xp[iy * p->w + ix];
+                        if (!any || v > best) {{
+                            best = v;
+                            any = 1;
+                        }}
+                    }}
+                }}
+                y[o++] = any ? map[best - ({xmin})] : ({yt})empty;
+            }}
+        }}
+    }}
+}}
+"#
+        )
+    });
+    let (px, py) = (em.ptr(x)?, em.ptr(y)?);
+    Ok(format!(
+        "    {kname}({px}, {py}, &{pname}, {tn}, {empty});\n"
+    ))
+}
+
+// ---------------------------------------------------------------------------------
+// Softmax
+
+fn softmax(em: &mut Em, cx: &Cx, axis: usize) -> Result<String> {
+    let (x, y) = (cx.input(0)?, cx.output()?);
+    let (tx, ty) = (em.ty(x)?.clone(), em.ty(y)?.clone());
+    let (Some((qx, sx, zx)), Some((qy, sy, zy))) = (q8(&tx), q8(&ty)) else {
+        return Err(cx.err("softmax kernels need 8-bit per-tensor quantized types"));
+    };
+    let dims = tx.shape.dims();
+    if axis >= dims.len() {
+        return Err(cx.err("axis out of range"));
+    }
+    let outer: usize = dims[..axis].iter().product();
+    let dim = dims[axis];
+    let inner: usize = dims[axis + 1..].iter().product();
+    // e = exp(fl(x_a - x_b)) for code a under the row-maximum code b, exactly as the
+    // interpreter computes it (dequantize is monotone, so the largest real value is the
+    // largest code's). The C code forms fl(x_a - x_b) with qc_f32_add; the exp of every
+    // difference that can occur is tabled, grouped by b - a (a handful each).
+    let deq: Vec<f32> = exact::lut(qx, |q| qc_qmath::dequantize(q, sx, zx));
+    let (l, _) = exact::fixed_point(&deq, 62).ok_or_else(|| cx.err("dequantized values"))?;
+    if l < -126 || deq.iter().any(|v| v.abs() >= 1e37) {
+        return Err(cx.err("dequantized values outside the normal f32 range"));
+    }
+    let mut start: Vec<usize> = Vec::with_capacity(deq.len() + 1);
+    let mut keys: Vec<i64> = Vec::new();
+    let mut vals: Vec<u32> = Vec::new();
+    let mut emin = f32::INFINITY;
+    for d in 0..deq.len() {
+        start.push(keys.len());
+        let mut group: std::collections::BTreeMap<i64, u32> = std::collections::BTreeMap::new();
+        for a in 0..deq.len() - d {
+            let diff = deq[a] - deq[a + d];
+            let e = diff.exp();
+            emin = emin.min(e);
+            group.insert(exact::f32_key(diff), e.to_bits());
+        }
+        for (k, v) in group {
+            keys.push(k);
+            vals.push(v);
+        }
+    }
+    start.push(keys.len());
+    let floor = f32::MIN_POSITIVE * (dim as f32) * 4.0;
+    let too_small = !matches!(
+        emin.partial_cmp(&floor),
+        Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+    );
+    if too_small || dim == 0 || keys.len() > 65535 {
+        return Err(cx.err("exponentials would leave the normal f32 range"));
+    }
+    let f = |k: i64| qc_qmath::quantize(key_f32(k), sy, zy, qy);
+    let (base, taus) = exact::thresholds(KEY_NEG_INF, KEY_POS_INF, 256, f)
+        .ok_or_else(|| cx.err("softmax thresholds"))?;
+    let (qn, sn, kn, vn, tn) = (
+        cx.name("deq"),
+        cx.name("start"),
+        cx.name("keys"),
+        cx.name("exp"),
+        cx.name("thr"),
+    );
+    let qv: Vec<String> = deq
+        .iter()
+        .map(|v| format!("0x{:08x}u", v.to_bits()))
+        .collect();
+    let vv: Vec<String> = vals.iter().map(|v| format!("0x{v:08x}u")).collect();
+    em.data_once(&qn, || Ok(array("uint32_t", &qn, &qv)))?;
+    em.data_once(&sn, || Ok(array("uint16_t", &sn, &start)))?;
+    em.data_once(&kn, || Ok(array("int32_t", &kn, &keys)))?;
+    em.data_once(&vn, || Ok(array("uint32_t", &vn, &vv)))?;
+    em.data_once(&tn, || Ok(array("int32_t", &tn, &taus)))?;
+    em.need(Piece::F32Add);
+    em.need(Piece::F32Div);
+    em.need(Piece::Thresh32);
+    let (xt, yt, xmin) = (ctype(tx.dtype), ctype(ty.dtype), qmin(qx));
+    em.kernel("qc_softmax_exp", || {
+        r#"
+/* The interpreter's exp(x_a - x_b) as f32 bits, for codes a <= b (offset to 0..):
+ * the difference in soft-float, its exp from the group of b - a. */
+static uint32_t qc_softmax_exp(const qc_softmax_t *p, int32_t a, int32_t b)
+{
+    int32_t k = qc_f32_key(qc_f32_add(p->deq[a], p->deq[b] ^ 0x80000000u));
+    int32_t i;
+    for (i = p->start[b - a]; i < p->start[b - a + 1]; i++) {
+        if (p->keys[i] == k) {
+            return p->exp[i];
+        }
+    }
+    return 0;
+}
+"#
+        .to_string()
+    });
+    let pname = cx.name("p");
+    let p_init = format!(
+        "static const qc_softmax_t {pname} = {{{}, {}, {}, {qn}, {sn}, {kn}, {vn}, {tn}, {}, {base}}};\n",
+        i32c(cx, outer)?,
+        i32c(cx, dim)?,
+        i32c(cx, inner)?,
+        taus.len()
+    );
+    em.data_once(&pname, || Ok(p_init))?;
+    em.need(Piece::SoftmaxParams);
+    let kname = format!("qc_softmax_{}_{}", sfx(tx.dtype), sfx(ty.dtype));
+    em.kernel(&kname, || {
+        format!(
+            r#"
+/* Quantized softmax, bit-exact with the interpreter's f32 definition in integers:
+ * e = exp table, f32 sum in order (qc_f32_add), e / sum (qc_f32_div), thresholds. */
+static void {kname}(const {xt} *x, {yt} *y, const qc_softmax_t *p)
+{{
+    int32_t o, i, d, dim = p->dim, inner = p->inner;
+    for (o = 0; o < p->outer; o++) {{
+        for (i = 0; i < inner; i++) {{
+            size_t at = (size_t)o * (size_t)dim * (size_t)inner + (size_t)i;
+            int32_t mx = (int32_t)x[at] - ({xmin});
+            uint32_t sum = 0;
+            for (d = 1; d < dim; d++) {{
+                int32_t v = (int32_t)x[at + (size_t)d * (size_t)inner] - ({xmin});
+                if (v > mx) {{
+                    mx = v;
+                }}
+            }}
+            for (d = 0; d < dim; d++) {{
+                int32_t v = (int32_t)x[at + (size_t)d * (size_t)inner] - ({xmin});
+                sum = qc_f32_add(sum, qc_softmax_exp(p, v, mx));
+            }}
+            for (d = 0; d < dim; d++) {{
+                int32_t v = (int32_t)x[at + (size_t)d * (size_t)inner] - ({xmin});
+                uint32_t q = qc_f32_div(qc_softmax_exp(p, v, mx), sum);
+                y[at + (size_t)d * (size_t)inner] = ({yt})(p->base + qc_thresh32(p->thr, p->nthr, qc_f32_key(q)));
+            }}
+        }}
+    }}
+}}
+"#
+        )
+    });
+    let (px, py) = (em.ptr(x)?, em.ptr(y)?);
+    Ok(format!("    {kname}({px}, {py}, &{pname});\n"))
+}
+
+// ---------------------------------------------------------------------------------
+// Batch norm with compile-time parameters: one code table per channel
+
+fn batch_norm(em: &mut Em, cx: &Cx, eps: f32) -> Result<String> {
+    let (x, y) = (cx.input(0)?, cx.output()?);
+    let (tx, ty) = (em.ty(x)?.clone(), em.ty(y)?.clone());
+    let (Some((qx, sx, zx)), Some((qy, sy, zy))) = (q8(&tx), q8(&ty)) else {
+        return Err(cx.err("batch norm kernels need 8-bit per-tensor quantized types"));
+    };
+    let dims = tx.shape.dims();
+    if dims.len() < 2 || ty.shape != tx.shape {
+        return Err(cx.err("batch norm shape"));
+    }
+    let (outer, c, inner) = (dims[0], dims[1], dims[2..].iter().product::<usize>());
+    let mut params = Vec::new();
+    for i in 1..5 {
+        let v = em
+            .real_values(cx.input(i)?)
+            .filter(|v| v.len() == c)
+            .ok_or_else(|| {
+                cx.err("batch norm parameters must be known at compile time, one per channel")
+            })?;
+        params.push(v);
+    }
+    let (s, b, mean, var) = (&params[0], &params[1], &params[2], &params[3]);
+    let mut tab = Vec::with_capacity(c * 256);
+    for ch in 0..c {
+        let den = (var[ch] + eps).sqrt();
+        tab.extend(exact::lut(qx, |q| {
+            let v = qc_qmath::dequantize(q, sx, zx);
+            qc_qmath::quantize(s[ch] * (v - mean[ch]) / den + b[ch], sy, zy, qy)
+        }));
+    }
+    let tn = cx.name("map");
+    em.data_once(&tn, || Ok(array(ctype(ty.dtype), &tn, &tab)))?;
+    let (xt, yt, xmin) = (ctype(tx.dtype), ctype(ty.dtype), qmin(qx));
+    let kname = format!("qc_chmap_{}_{}", sfx(tx.dtype), sfx(ty.dtype));
+    em.kernel(&kname, || {
+        format!(
+            r#"
+/* A per-channel function of one 8-bit code: y = tab[c * 256 + x - min(x)]. */
+static void {kname}(const {xt} *x, {yt} *y, int32_t outer, int32_t nc, int32_t inner, const {yt} *tab)
+{{
+    int32_t o, c, i;
+    size_t at = 0;
+    for (o = 0; o < outer; o++) {{
+        for (c = 0; c < nc; c++) {{
+            const {yt} *t = tab + (size_t)c * 256u;
+            for (i = 0; i < inner; i++, at++) {{
+                y[at] = t[(int32_t)x[at] - ({xmin})];
+            }}
+        }}
+    }}
+}}
+"#
+        )
+    });
+    let (px, py) = (em.ptr(x)?, em.ptr(y)?);
+    Ok(format!(
+        "    {kname}({px}, {py}, {}, {}, {}, {tn});\n",
+        i32c(cx, outer)?,
+        i32c(cx, c)?,
+        i32c(cx, inner)?
+    ))
+}
+
+// ---------------------------------------------------------------------------------
+// Data movement: raw elements move unchanged; quantized ones go through the
+// interpreter's dequantize → quantize, a code table (omitted when it is the identity)
+
+/// The code table from `tx` to `ty` for moved elements: `Ok(None)` when elements move
+/// unchanged (same raw type, or a quantized table that is the identity).
+fn move_map(
+    em: &mut Em,
+    cx: &Cx,
+    tx: &TensorType,
+    ty: &TensorType,
+    what: &str,
+) -> Result<Option<String>> {
+    match (&tx.quant, &ty.quant) {
+        (None, None) if tx.dtype == ty.dtype => Ok(None),
+        (Some(_), Some(_)) => {
+            let (Some((qx, sx, zx)), Some((qy, sy, zy))) = (q8(tx), q8(ty)) else {
+                return Err(cx.err("quantized movement needs 8-bit per-tensor types"));
+            };
+            let tab = exact::lut(qx, |q| {
+                qc_qmath::quantize(qc_qmath::dequantize(q, sx, zx), sy, zy, qy)
+            });
+            let identity = qx == qy && exact::codes(qx).zip(&tab).all(|(c, &t)| c == t);
+            if identity {
+                return Ok(None);
+            }
+            let tn = cx.name(what);
+            em.data_once(&tn, || Ok(array(ctype(ty.dtype), &tn, &tab)))?;
+            Ok(Some(tn))
+        }
+        _ => Err(cx.err(format!("moving {} into {}", tx.dtype, ty.dtype))),
+    }
+}
+
+/// Kernel name and source of "y[j] = map(x[i])" element moves for the type pair.
+fn move_elem(tx: &TensorType, ty: &TensorType, mapped: bool) -> (String, String) {
+    let xmin = tx.quant.as_ref().map_or(0, |p| p.storage.min());
+    if mapped {
+        (
+            format!("{}_{}_m", sfx(tx.dtype), sfx(ty.dtype)),
+            format!("tab[(int32_t)x[IX] - ({xmin})]"),
+        )
+    } else {
+        (sfx(ty.dtype).to_string(), "x[IX]".to_string())
+    }
+}
+
+fn transpose(em: &mut Em, cx: &Cx, perm: &[usize]) -> Result<String> {
+    let (x, y) = (cx.input(0)?, cx.output()?);
+    let (tx, ty) = (em.ty(x)?.clone(), em.ty(y)?.clone());
+    let dims = tx.shape.dims();
+    if perm.len() != dims.len() || dims.len() > 6 {
+        return Err(cx.err("transpose of rank above 6 or a bad permutation"));
+    }
+    let map = move_map(em, cx, &tx, &ty, "map")?;
+    let mut istride = vec![1usize; dims.len()];
+    for i in (0..dims.len().saturating_sub(1)).rev() {
+        istride[i] = istride[i + 1] * dims[i + 1];
+    }
+    let mut d6 = [1i32; 6];
+    let mut s6 = [0i32; 6];
+    for (k, &p) in perm.iter().enumerate() {
+        let (Some(&d), Some(&s)) = (dims.get(p), istride.get(p)) else {
+            return Err(cx.err("bad permutation"));
+        };
+        d6[6 - perm.len() + k] = i32c(cx, d)?;
+        s6[6 - perm.len() + k] = i32c(cx, s)?;
+    }
+    if ty.shape.dims().iter().product::<usize>() != dims.iter().product::<usize>() {
+        return Err(cx.err("result size"));
+    }
+    let (suffix, elem) = move_elem(&tx, &ty, map.is_some());
+    let (xt, yt) = (ctype(tx.dtype), ctype(ty.dtype));
+    let kname = format!("qc_transpose_{suffix}");
+    let tabparam = if map.is_some() {
+        format!(", const {yt} *tab")
+    } else {
+        String::new()
+    };
+    let elem = elem.replace(
+        "IX",
+        "i0 * s[0] + i1 * s[1] + i2 * s[2] + i3 * s[3] + i4 * s[4] + i5 * s[5]",
+    );
+    em.kernel(&kname, || {
+        format!(
+            r#"
+/* Transpose: output dims d[], input strides s[] in output dim order (rank <= 6). */
+static void {kname}(const {xt} *x, {yt} *y, const int32_t *d, const int32_t *s{tabparam})
+{{
+    int32_t i0, i1, i2, i3, i4, i5;
+    size_t o = 0;
+    for (i0 = 0; i0 < d[0]; i0++)
+    for (i1 = 0; i1 < d[1]; i1++)
+    for (i2 = 0; i2 < d[2]; i2++)
+    for (i3 = 0; i3 < d[3]; i3++)
+    for (i4 = 0; i4 < d[4]; i4++)
+    for (i5 = 0; i5 < d[5]; i5++) {{
+        y[o++] = {elem};
+    }}
+}}
+"#
+        )
+    });
+    let (dn, sn) = (cx.name("dims"), cx.name("strides"));
+    em.data_once(&dn, || Ok(array("int32_t", &dn, &d6)))?;
+    em.data_once(&sn, || Ok(array("int32_t", &sn, &s6)))?;
+    let (px, py) = (em.ptr(x)?, em.ptr(y)?);
+    let tabarg = map.map(|t| format!(", {t}")).unwrap_or_default();
+    Ok(format!("    {kname}({px}, {py}, {dn}, {sn}{tabarg});\n"))
+}
+
+fn concat(em: &mut Em, cx: &Cx, axis: usize) -> Result<String> {
+    let y = cx.output()?;
+    let ty = em.ty(y)?.clone();
+    let od = ty.shape.dims();
+    if axis >= od.len() {
+        return Err(cx.err("axis out of range"));
+    }
+    let outer: usize = od[..axis].iter().product();
+    let inner: usize = od[axis + 1..].iter().product();
+    let total = od[axis] * inner;
+    let mut off = 0usize;
+    let mut s = String::new();
+    for (k, &x) in cx.node.inputs.iter().enumerate() {
+        let tx = em.ty(x)?.clone();
+        let xd = tx.shape.dims();
+        if xd.len() != od.len() || xd[..axis] != od[..axis] || xd[axis + 1..] != od[axis + 1..] {
+            return Err(cx.err("operand shapes do not concatenate to the result"));
+        }
+        let block = xd[axis] * inner;
+        let map = move_map(em, cx, &tx, &ty, &format!("map{k}"))?;
+        let (suffix, elem) = move_elem(&tx, &ty, map.is_some());
+        let (xt, yt) = (ctype(tx.dtype), ctype(ty.dtype));
+        let kname = format!("qc_concat_{suffix}");
+        let tabparam = if map.is_some() {
+            format!(", const {yt} *tab")
+        } else {
+            String::new()
+        };
+        let elem = elem.replace("IX", "(size_t)o * (size_t)block + (size_t)i");
+        em.kernel(&kname, || {
+            format!(
+                r#"
+/* One operand of a concat: outer blocks of `block` elements into rows of `ystride`
+ * at offset `yoff`. */
+static void {kname}(const {xt} *x, {yt} *y, int32_t outer, int32_t block, int32_t ystride, int32_t yoff{tabparam})
+{{
+    int32_t o, i;
+    for (o = 0; o < outer; o++) {{
+        {yt} *yr = y + (size_t)o * (size_t)ystride + (size_t)yoff;
+        for (i = 0; i < block; i++) {{
+            yr[i] = {elem};
+        }}
+    }}
+}}
+"#
+            )
+        });
+        let (px, py) = (em.ptr(x)?, em.ptr(y)?);
+        let tabarg = map.map(|t| format!(", {t}")).unwrap_or_default();
+        s.push_str(&format!(
+            "    {kname}({px}, {py}, {}, {}, {}, {}{tabarg});\n",
+            i32c(cx, outer)?,
+            i32c(cx, block)?,
+            i32c(cx, total)?,
+            i32c(cx, off)?
+        ));
+        off += block;
+    }
+    if off != total {
+        return Err(cx.err("operands do not fill the result"));
+    }
+    Ok(s)
+}
+
+fn pad(em: &mut Em, cx: &Cx, pads: &[i64], value: f64) -> Result<String> {
+    let (x, y) = (cx.input(0)?, cx.output()?);
+    let (tx, ty) = (em.ty(x)?.clone(), em.ty(y)?.clone());
+    let (xd, yd) = (tx.shape.dims(), ty.shape.dims());
+    let r = xd.len();
+    if pads.len() != 2 * r || yd.len() != r || r > 6 {
+        return Err(cx.err("pad of rank above 6 or bad pads"));
+    }
+    let map = move_map(em, cx, &tx, &ty, "map")?;
+    // The fill: the pad value in the result's meaning (the interpreter pads real
+    // values for quantized types, then quantizes).
+    let fill: String = match (&ty.quant, ty.dtype) {
+        (Some(_), _) => {
+            let (qy, sy, zy) = q8(&ty).ok_or_else(|| cx.err("8-bit per-tensor result expected"))?;
+            qc_qmath::quantize(value as f32, sy, zy, qy).to_string()
+        }
+        (None, DType::F32) => exact::c_float(value as f32).ok_or_else(|| cx.err("pad value"))?,
+        (None, d) if d.is_int() => format!("{}", value as i64),
+        (None, d) => return Err(cx.err(format!("pad of {d}"))),
+    };
+    let mut d6 = [1i32; 6];
+    let mut x6 = [1i32; 6];
+    let mut b6 = [0i32; 6];
+    for i in 0..r {
+        let want = xd[i] as i64 + pads[i] + pads[r + i];
+        if want != yd[i] as i64 {
+            return Err(cx.err("result shape disagrees with the pads"));
+        }
+        d6[6 - r + i] = i32c(cx, yd[i])?;
+        x6[6 - r + i] = i32c(cx, xd[i])?;
+        b6[6 - r + i] = i32::try_from(pads[i]).map_err(|_| cx.err("pad too large"))?;
+    }
+    let (suffix, elem) = move_elem(&tx, &ty, map.is_some());
+    let (xt, yt) = (ctype(tx.dtype), ctype(ty.dtype));
+    let kname = format!("qc_pad_{suffix}");
+    let tabparam = if map.is_some() {
+        format!(", const {yt} *tab")
+    } else {
+        String::new()
+    };
+    let elem = elem.replace("IX", "ix");
+    em.kernel(&kname, || {
+        format!(
+            r#"
+/* Constant pad (negative pads crop): output dims d[], input dims xd[], begin pads
+ * b[] (rank <= 6); positions outside the input get the fill. */
+static void {kname}(const {xt} *x, {yt} *y, const int32_t *d, const int32_t *xd, const int32_t *b, {yt} fill{tabparam})
+{{
+    int32_t i[6], k;
+    size_t o = 0, total = 1;
+    for (k = 0; k < 6; k++) {{
+        i[k] = 0;
+        total *= (size_t)d[k];
+    }}
+    for (o = 0; o < total; o++) {{
+        size_t ix = 0;
+        int inside = 1;
+        for (k = 0; k < 6; k++) {{
+            int32_t c = i[k] - b[k];
+            if (c < 0 || c >= xd[k]) {{
+                inside = 0;
+            }}
+            ix = ix * (size_t)xd[k] + (size_t)(c < 0 ? 0 : c);
+        }}
+        y[o] = inside ? {elem} : fill;
+        for (k = 5; k >= 0; k--) {{
+            if (++i[k] < d[k]) {{
+                break;
+            }}
+            i[k] = 0;
+        }}
+    }}
+}}
+"#
+        )
+    });
+    let (dn, xn, bn) = (cx.name("dims"), cx.name("xdims"), cx.name("begin"));
+    em.data_once(&dn, || Ok(array("int32_t", &dn, &d6)))?;
+    em.data_once(&xn, || Ok(array("int32_t", &xn, &x6)))?;
+    em.data_once(&bn, || Ok(array("int32_t", &bn, &b6)))?;
+    let (px, py) = (em.ptr(x)?, em.ptr(y)?);
+    let tabarg = map.map(|t| format!(", {t}")).unwrap_or_default();
+    Ok(format!(
+        "    {kname}({px}, {py}, {dn}, {xn}, {bn}, ({yt}){fill}{tabarg});\n"
+    ))
+}
