@@ -364,6 +364,17 @@ def write_report(args, names, rows, comp, notes):
     L.append("")
     L.append("Reproduce: `" + cmd + "` (it runs `bench/gen_models.py` first when `bench/models/` lacks a "
              "model; that directory is not committed).")
+    # Sections other scripts measure (the C backend on the emulated Cortex-M4,
+    # post-training quantization accuracy), kept in their own files and appended
+    # here with their headings one level down.
+    for extra in ("C.md", "PTQ.md"):
+        path = os.path.join(ROOT, "bench", extra)
+        if os.path.exists(path):
+            with open(path) as f:
+                text = f.read().strip()
+            L.append("")
+            L.extend(("#" + line) if line.startswith("#") else line for line in text.split("\n"))
+            L.append("")
     with open(args.out, "w") as f:
         f.write("\n".join(L) + "\n")
     print("\n".join(L))

@@ -1,4 +1,8 @@
 //! The `qc` command-line tool.
+//!
+//! Every subcommand prints its results to stdout (machine-readable `key: value` lines
+//! or a table) and fails with one line on stderr and exit code 1. Progress bars go to
+//! stderr and are hidden when it is not a terminal, so piped output stays clean.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -33,8 +37,12 @@ enum Cmd {
         /// Print the IR after each pass, with the pass's statistics.
         #[arg(long)]
         print_after_all: bool,
+        /// `text`: the IR and a summary; `dot`: Graphviz of the IR, quantized tensors
+        /// labelled with their parameters.
+        #[arg(long, value_enum, default_value_t = InspectFormat::Text)]
+        format: InspectFormat,
     },
-    /// Compile a model and report compile time and code size.
+    /// Compile a model (quantizing it first with --calib) and report what was built.
     Compile {
         /// The ONNX model.
         model: PathBuf,
@@ -47,6 +55,54 @@ enum Cmd {
         target: CompileTarget,
         #[command(flatten)]
         codegen: CodegenArgs,
+        #[command(flatten)]
+        quant: QuantArgs,
+        /// Output directory of --target c (gets NAME.h and NAME.c).
+        #[arg(short = 'o', long = "output", value_name = "DIR")]
+        output: Option<PathBuf>,
+        /// C identifier prefixing the C API (default: the model file's stem made one).
+        #[arg(long)]
+        name: Option<String>,
+        /// CPU the C is compiled for (Cortex-M4/M7/M33 get DSP-extension kernels).
+        #[arg(long, value_enum, default_value_t = CpuArg::Generic)]
+        cpu: CpuArg,
+        /// The C arena is a pointer the caller passes instead of a static buffer.
+        #[arg(long)]
+        external_arena: bool,
+    },
+    /// Quantize a float model on calibration data and write a QDQ ONNX model.
+    Quantize {
+        /// The float ONNX model.
+        model: PathBuf,
+        #[command(flatten)]
+        import: ImportArgs,
+        #[command(flatten)]
+        quant: QuantArgs,
+        /// Where calibration runs.
+        #[arg(long, value_enum, default_value_t = Target::Jit)]
+        target: Target,
+        /// The QDQ ONNX model to write.
+        #[arg(short = 'o', long = "output", value_name = "OUT.onnx")]
+        output: PathBuf,
+    },
+    /// Per-layer SQNR and cosine similarity of quantized vs float activations, worst first.
+    DebugAccuracy {
+        /// The float ONNX model.
+        model: PathBuf,
+        #[command(flatten)]
+        import: ImportArgs,
+        #[command(flatten)]
+        quant: QuantArgs,
+        /// Compare with this QDQ model (layers paired by node name) instead of
+        /// quantizing with the options given.
+        #[arg(long, value_name = "QDQ_MODEL")]
+        quantized: Option<PathBuf>,
+        /// Where the models run.
+        #[arg(long, value_enum, default_value_t = Target::Jit)]
+        target: Target,
+        /// Also draw SQNR and cosine per layer as an SVG bar chart.
+        #[arg(long, value_name = "OUT.svg")]
+        plot: Option<PathBuf>,
     },
     /// Time the JIT-compiled model: median latency, MAC/s, fraction of the 128-bit int8 MAC peak.
     Bench {
@@ -73,6 +129,10 @@ enum Cmd {
         profile: bool,
     },
     /// Run a model on .npy inputs and write each output as DIR/<name>.npy.
+    ///
+    /// An input file with one more leading axis than the model input holds a batch of
+    /// N samples: each runs in turn and every output is written stacked along a new
+    /// first axis.
     Run {
         /// The ONNX model.
         model: PathBuf,
@@ -146,6 +206,126 @@ enum Target {
 enum CompileTarget {
     /// Machine code for this CPU, in process.
     Jit,
+    /// C99 for bare metal (static arena, integer-only under fixed contracts).
+    C,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum InspectFormat {
+    Text,
+    Dot,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CpuArg {
+    Generic,
+    CortexM4,
+    CortexM7,
+    CortexM33,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MethodArg {
+    /// Observed minimum and maximum.
+    Minmax,
+    /// Moving average of per-sample extremes (--momentum).
+    MovingAverage,
+    /// Clip at a percentile of |x| (--percentile).
+    Percentile,
+    /// TensorRT's KL-divergence threshold.
+    Entropy,
+    /// Range minimizing the expected squared error.
+    Mse,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ActArg {
+    U8,
+    I8,
+}
+
+#[derive(Args)]
+struct QuantArgs {
+    /// Calibration data: FILE.npy (first axis indexes samples) or a DIR of .npy files
+    /// (one sample each) for a single-input model; NAME=PATH per input otherwise
+    /// (repeatable).
+    #[arg(long = "calib", value_name = "[NAME=]PATH")]
+    calib: Vec<String>,
+    /// How activation ranges are chosen.
+    #[arg(long, value_enum, default_value_t = MethodArg::Minmax)]
+    method: MethodArg,
+    /// Percentile of |x| kept by --method percentile.
+    #[arg(long, default_value_t = 99.99)]
+    percentile: f64,
+    /// Momentum of --method moving-average.
+    #[arg(long, default_value_t = 0.01)]
+    momentum: f32,
+    /// One weight scale per output channel (else per tensor).
+    #[arg(long)]
+    per_channel: bool,
+    /// Activation storage type.
+    #[arg(long, value_enum, default_value_t = ActArg::U8)]
+    activations: ActArg,
+    /// Symmetric activations (zero point 0 for i8, 128 for u8).
+    #[arg(long)]
+    symmetric_activations: bool,
+    /// Cross-layer equalization of conv → relu → conv pairs before calibration.
+    #[arg(long)]
+    cle: bool,
+    /// Shift biases by the mean quantization error of each layer's output.
+    #[arg(long)]
+    bias_correction: bool,
+    /// Power-of-two scales (requantization by shifts only).
+    #[arg(long)]
+    power_of_two: bool,
+    /// Layers (node names) whose results are quantized as int16.
+    #[arg(long, value_delimiter = ',', value_name = "LAYER,...")]
+    int16: Vec<String>,
+    /// Layers (node names) whose results stay float.
+    #[arg(long, value_delimiter = ',', value_name = "LAYER,...")]
+    exclude: Vec<String>,
+}
+
+impl QuantArgs {
+    /// Whether any quantization option other than the data was given.
+    fn any_option(&self) -> bool {
+        !matches!(self.method, MethodArg::Minmax)
+            || !matches!(self.activations, ActArg::U8)
+            || self.per_channel
+            || self.symmetric_activations
+            || self.cle
+            || self.bias_correction
+            || self.power_of_two
+            || !self.int16.is_empty()
+            || !self.exclude.is_empty()
+    }
+
+    fn options(&self) -> qc::quant::QuantizeOptions {
+        use qc::quant::Method;
+        qc::quant::QuantizeOptions {
+            method: match self.method {
+                MethodArg::Minmax => Method::MinMax,
+                MethodArg::MovingAverage => Method::MovingAverageMinMax {
+                    momentum: self.momentum,
+                },
+                MethodArg::Percentile => Method::Percentile(self.percentile),
+                MethodArg::Entropy => Method::Entropy,
+                MethodArg::Mse => Method::Mse,
+            },
+            per_channel: self.per_channel,
+            activations: match self.activations {
+                ActArg::U8 => qc::qmath::QType::U8,
+                ActArg::I8 => qc::qmath::QType::I8,
+            },
+            symmetric_activations: self.symmetric_activations,
+            power_of_two: self.power_of_two,
+            int16: self.int16.clone(),
+            exclude: self.exclude.clone(),
+            cle: self.cle,
+            bias_correction: self.bias_correction,
+            optimize: true,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -158,22 +338,28 @@ enum Kernels {
 
 #[derive(Args)]
 struct CodegenArgs {
-    /// Rounding contract of requantization: float, fixed or fixed-single.
-    #[arg(long, default_value = "float")]
-    requant: qc::qmath::Contract,
+    /// Rounding contract of requantization: float, fixed or fixed-single
+    /// (default: float for the JIT and the interpreter, fixed for C).
+    #[arg(long)]
+    requant: Option<qc::qmath::Contract>,
     /// Kernels of the JIT's innermost GEMM/conv tiles.
     #[arg(long, value_enum, default_value_t = Kernels::Auto)]
     kernels: Kernels,
 }
 
 impl CodegenArgs {
+    /// The contract of the JIT and the interpreter.
+    fn contract(&self) -> qc::qmath::Contract {
+        self.requant.unwrap_or(qc::qmath::Contract::Float)
+    }
+
     fn jit(&self) -> qc::jit::JitOptions {
         let kernels = match self.kernels {
             Kernels::Auto => qc::jit::KernelSet::Auto,
             Kernels::Cranelift => qc::jit::KernelSet::Cranelift,
         };
         qc::jit::JitOptions {
-            contract: self.requant,
+            contract: self.contract(),
             kernels,
             profile: false,
         }
@@ -232,7 +418,19 @@ fn real_main() -> Result<()> {
             import,
             opt,
             print_after_all,
-        } => inspect(&model, &import.options()?, &opt, print_after_all),
+            format,
+        } => match format {
+            InspectFormat::Text => inspect(&model, &import.options()?, &opt, print_after_all),
+            InspectFormat::Dot => {
+                if print_after_all {
+                    bail!("--print-after-all prints the text IR; drop --format dot");
+                }
+                let mut g = qc::load_onnx(&model, &import.options()?)?;
+                qc::optimize(&model, &mut g, opt.pipeline(), opt.options(), |_, _| {})?;
+                g.compact();
+                emit(&to_dot(&g))
+            }
+        },
         Cmd::Run {
             model,
             inputs,
@@ -244,18 +442,50 @@ fn real_main() -> Result<()> {
         } => {
             let mut g = qc::load_onnx(&model, &import.options()?)?;
             qc::optimize(&model, &mut g, opt.pipeline(), opt.options(), |_, _| {})?;
-            let tensors = bind_inputs(&g, &inputs)?;
-            let outputs = match target {
+            let (samples, batched) = bind_batch(&g, &inputs)?;
+            let (interp, jit);
+            let exec: &dyn qc::quant::Executor = match target {
                 Target::Interp => {
-                    let opts = qc::interp::Options {
-                        contract: codegen.requant,
+                    interp = qc::quant::Interp {
+                        options: qc::interp::Options {
+                            contract: codegen.contract(),
+                        },
                     };
-                    qc::run_interp(&model, &g, &tensors, &opts)?
+                    &interp
                 }
                 Target::Jit => {
-                    let jit = compile_jit(&model, &g, &codegen)?;
-                    jit.run(&tensors).map_err(|e| jit_err(&model, e))?
+                    jit = qc::JitExecutor {
+                        options: codegen.jit(),
+                    };
+                    &jit
                 }
+            };
+            let mut runner = exec
+                .prepare(&g)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+            let mut per_sample = Vec::with_capacity(samples.len());
+            for (i, s) in samples.iter().enumerate() {
+                let out = runner.run(s).map_err(|e| {
+                    if batched {
+                        anyhow::anyhow!("{}: sample {i}: {e}", model.display())
+                    } else {
+                        anyhow::anyhow!("{}: {e}", model.display())
+                    }
+                })?;
+                per_sample.push(out);
+            }
+            let outputs = if batched {
+                (0..g.outputs.len())
+                    .map(|k| {
+                        let col: Vec<Tensor> = per_sample
+                            .iter()
+                            .filter_map(|o| o.get(k).cloned())
+                            .collect();
+                        qc::stack(&col)
+                    })
+                    .collect::<qc::Result<Vec<_>>>()?
+            } else {
+                per_sample.into_iter().next().unwrap_or_default()
             };
             write_outputs(&g, &outputs, &output_dir)
         }
@@ -263,22 +493,134 @@ fn real_main() -> Result<()> {
             model,
             import,
             opt,
-            target: CompileTarget::Jit,
+            target,
             codegen,
+            quant,
+            output,
+            name,
+            cpu,
+            external_arena,
         } => {
             let mut g = qc::load_onnx(&model, &import.options()?)?;
+            let mut out = String::new();
+            if quant.calib.is_empty() && quant.any_option() {
+                bail!("quantization options need calibration data: --calib PATH");
+            }
+            if !quant.calib.is_empty() {
+                let exec = qc::JitExecutor::default();
+                let q = quantize(&model, &g, &quant, &exec)?;
+                out.push_str(&quant_report(&q.report));
+                g = q.qdq;
+            }
             qc::optimize(&model, &mut g, opt.pipeline(), opt.options(), |_, _| {})?;
-            let jit = compile_jit(&model, &g, &codegen)?;
-            let s = jit.stats();
-            emit(&format!(
-                "compile_ms: {:.3}\ncode_bytes: {}\nkernels: {}\nconst_bytes: {}\narena_bytes: {}\narena_lower_bound: {}\n",
-                s.compile_time.as_secs_f64() * 1e3,
-                s.code_bytes,
-                s.kernels,
-                s.const_bytes,
-                s.arena_bytes,
-                s.arena_lower_bound
-            ))
+            match target {
+                CompileTarget::Jit => {
+                    if output.is_some() || name.is_some() || external_arena {
+                        bail!("-o, --name and --external-arena apply to --target c");
+                    }
+                    let jit = compile_jit(&model, &g, &codegen)?;
+                    let s = jit.stats();
+                    out.push_str(&format!(
+                        "compile_ms: {:.3}\ncode_bytes: {}\nkernels: {}\nconst_bytes: {}\narena_bytes: {}\narena_lower_bound: {}\n",
+                        s.compile_time.as_secs_f64() * 1e3,
+                        s.code_bytes,
+                        s.kernels,
+                        s.const_bytes,
+                        s.arena_bytes,
+                        s.arena_lower_bound
+                    ));
+                }
+                CompileTarget::C => {
+                    let dir = output.context("--target c needs -o DIR")?;
+                    let name = match name {
+                        Some(n) => {
+                            if qc::cgen::c_identifier(&n) != n {
+                                bail!(
+                                    "--name '{n}' is not a C identifier (try '{}')",
+                                    qc::cgen::c_identifier(&n)
+                                );
+                            }
+                            n
+                        }
+                        None => qc::cgen::c_identifier(
+                            &model.file_stem().unwrap_or_default().to_string_lossy(),
+                        ),
+                    };
+                    let contract = codegen.requant.unwrap_or(qc::qmath::Contract::Fixed);
+                    let opts = qc::cgen::CgenOptions {
+                        name,
+                        contract,
+                        cpu: match cpu {
+                            CpuArg::Generic => qc::cgen::Cpu::Generic,
+                            CpuArg::CortexM4 => qc::cgen::Cpu::CortexM4,
+                            CpuArg::CortexM7 => qc::cgen::Cpu::CortexM7,
+                            CpuArg::CortexM33 => qc::cgen::Cpu::CortexM33,
+                        },
+                        external_arena,
+                    };
+                    let c = qc::write_c(&model, &g, &opts, &dir)?;
+                    out.push_str(&format!(
+                        "header: {}\nsource: {}\ncontract: {}\narena_bytes: {}\narena_lower_bound: {}\nrun_quantized: {}\n",
+                        dir.join(format!("{}.h", c.name)).display(),
+                        dir.join(format!("{}.c", c.name)).display(),
+                        contract.name(),
+                        c.arena_bytes,
+                        c.arena_lower_bound,
+                        if c.has_run_quantized { "yes" } else { "no" }
+                    ));
+                }
+            }
+            emit(&out)
+        }
+        Cmd::Quantize {
+            model,
+            import,
+            quant,
+            target,
+            output,
+        } => {
+            let g = qc::load_onnx(&model, &import.options()?)?;
+            let q = match target {
+                Target::Jit => quantize(&model, &g, &quant, &qc::JitExecutor::default())?,
+                Target::Interp => quantize(&model, &g, &quant, &qc::quant::Interp::default())?,
+            };
+            let bytes = qc::write_qdq_onnx(&output, &q.qdq)?;
+            let mut out = quant_report(&q.report);
+            out.push_str(&format!(
+                "quantized_layers: {}\noutput: {} ({bytes} bytes)\n",
+                q.layers.len(),
+                output.display()
+            ));
+            emit(&out)
+        }
+        Cmd::DebugAccuracy {
+            model,
+            import,
+            quant,
+            quantized,
+            target,
+            plot,
+        } => {
+            let interp = qc::quant::Interp::default();
+            let jit = qc::JitExecutor::default();
+            let exec: &dyn qc::quant::Executor = match target {
+                Target::Jit => &jit,
+                Target::Interp => &interp,
+            };
+            let rows = debug_accuracy(
+                &model,
+                &import.options()?,
+                &quant,
+                quantized.as_deref(),
+                exec,
+            )?;
+            let mut out = accuracy_table(&rows);
+            if let Some(path) = plot {
+                std::fs::write(&path, plot_svg(&rows))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                out.push_str(&format!("\nplot: {}\n", path.display()));
+            }
+            emit(&out)
         }
         Cmd::Bench {
             model,
@@ -308,6 +650,343 @@ fn real_main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// A progress bar per stage of quantization (`calibration`, `bias correction`, ...),
+/// on stderr; indicatif draws nothing when stderr is not a terminal.
+#[derive(Default)]
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    stage: &'static str,
+}
+
+impl Progress {
+    fn update(&mut self, stage: &'static str, done: usize, total: usize) {
+        if self.bar.is_none() || self.stage != stage {
+            self.finish();
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(total as u64),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{msg:>27} [{bar:30}] {pos}/{len} samples {elapsed}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(stage);
+            self.bar = Some(bar);
+            self.stage = stage;
+        }
+        if let Some(b) = &self.bar {
+            b.set_position(done as u64);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Read the calibration data and quantize `g`, with a progress bar.
+fn quantize(
+    model: &Path,
+    g: &Graph,
+    quant: &QuantArgs,
+    exec: &dyn qc::quant::Executor,
+) -> Result<qc::quant::Quantized> {
+    if quant.calib.is_empty() {
+        bail!("quantization needs calibration data: --calib PATH");
+    }
+    let samples = qc::read_calibration(g, &quant.calib)?;
+    let mut progress = Progress::default();
+    let q = qc::quant::quantize(g, &samples, &quant.options(), exec, &mut |s, d, t| {
+        progress.update(s, d, t)
+    });
+    progress.finish();
+    q.map_err(|e| {
+        qc::Error::Quant {
+            path: model.to_path_buf(),
+            source: e,
+        }
+        .into()
+    })
+}
+
+fn quant_report(r: &qc::quant::QuantReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "samples: {}\ncalibration_ms: {:.1}\nbias_overflow_fixes: {}\n",
+        r.samples,
+        r.calibration_time.as_secs_f64() * 1e3,
+        r.bias_overflows.len()
+    );
+    if let Some(c) = &r.cle {
+        let _ = writeln!(out, "cle_pairs: {}", c.pairs);
+    }
+    if !r.bias_corrections.is_empty() {
+        let _ = writeln!(out, "bias_corrected_layers: {}", r.bias_corrections.len());
+    }
+    let _ = writeln!(out, "warnings: {}", r.warnings.len());
+    for w in &r.warnings {
+        let _ = writeln!(out, "warning: {}", w.replace('\n', " "));
+    }
+    out
+}
+
+/// Per-layer accuracy: of the model quantized with `quant`'s options, or of the QDQ
+/// model `quantized` against the float one (both as imported, layers paired by name).
+fn debug_accuracy(
+    model: &Path,
+    import: &ImportOptions,
+    quant: &QuantArgs,
+    quantized: Option<&Path>,
+    exec: &dyn qc::quant::Executor,
+) -> Result<Vec<qc::quant::LayerAccuracy>> {
+    let g = qc::load_onnx(model, import)?;
+    let err = |e| qc::Error::Quant {
+        path: model.to_path_buf(),
+        source: e,
+    };
+    let (float, qdq, layers, samples) = match quantized {
+        None => {
+            let q = quantize(model, &g, quant, exec)?;
+            let samples = qc::read_calibration(&g, &quant.calib)?;
+            (q.float, q.qdq, q.layers, samples)
+        }
+        Some(qpath) => {
+            if quant.calib.is_empty() {
+                bail!("debug-accuracy needs calibration data: --calib PATH");
+            }
+            // Both through the default pipeline, so that a layer means the same
+            // computation in both (BatchNorm folded, activations fused, the QDQ
+            // model's convs integer ops) and pairs by name and op.
+            let mut g = g;
+            qc::optimize(model, &mut g, "default", Default::default(), |_, _| {})?;
+            let mut qdq = qc::load_onnx(qpath, import)?;
+            qc::optimize(qpath, &mut qdq, "default", Default::default(), |_, _| {})?;
+            let layers = qc::quant::match_layers(&g, &qdq);
+            if layers.is_empty() {
+                bail!(
+                    "{}: no layer of it matches a node of {} by name and op",
+                    qpath.display(),
+                    model.display()
+                );
+            }
+            let samples = qc::read_calibration(&g, &quant.calib)?;
+            (g, qdq, layers, samples)
+        }
+    };
+    let mut progress = Progress::default();
+    let rows = qc::quant::debug_accuracy(&float, &qdq, &layers, &samples, exec, &mut |s, d, t| {
+        progress.update(s, d, t)
+    });
+    progress.finish();
+    Ok(rows.map_err(err)?)
+}
+
+/// The accuracy table, worst layer (lowest SQNR) first.
+fn accuracy_table(rows: &[qc::quant::LayerAccuracy]) -> String {
+    use std::fmt::Write as _;
+    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(5);
+    let o = rows.iter().map(|r| r.op.len()).max().unwrap_or(0).max(2);
+    let mut out = format!(
+        "{:<w$}  {:<o$}  {:>9} {:>10} {:>10}\n",
+        "layer", "op", "sqnr_db", "cosine", "elements"
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:<w$}  {:<o$}  {:>9.2} {:>10.6} {:>10}",
+            r.name, r.op, r.sqnr_db, r.cosine, r.elements
+        );
+    }
+    out
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A horizontal bar chart per layer, worst first: SQNR (dB, scaled to the largest
+/// finite value; an infinite one is a full bar marked ∞) and cosine similarity.
+fn plot_svg(rows: &[qc::quant::LayerAccuracy]) -> String {
+    use std::fmt::Write as _;
+    const ROW: f64 = 20.0;
+    const TOP: f64 = 50.0;
+    const LABEL: f64 = 260.0;
+    const SQNR_W: f64 = 360.0;
+    const COS_X: f64 = LABEL + SQNR_W + 90.0;
+    const COS_W: f64 = 200.0;
+    let max_db = rows
+        .iter()
+        .map(|r| r.sqnr_db)
+        .filter(|v| v.is_finite())
+        .fold(1.0f64, f64::max);
+    let width = COS_X + COS_W + 80.0;
+    let height = TOP + ROW * rows.len() as f64 + 20.0;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"monospace\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"20\" font-size=\"14\">per-layer accuracy of the quantized model (worst first)</text>\n\
+         <text x=\"{LABEL}\" y=\"40\">SQNR (dB, 0 to {max_db:.1})</text>\n\
+         <text x=\"{COS_X}\" y=\"40\">cosine similarity (0 to 1)</text>\n"
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let y = TOP + ROW * i as f64;
+        let frac = if r.sqnr_db.is_finite() {
+            (r.sqnr_db / max_db).clamp(0.0, 1.0)
+        } else if r.sqnr_db > 0.0 {
+            1.0
+        } else {
+            0.0
+        };
+        let db = if r.sqnr_db.is_finite() {
+            format!("{:.1}", r.sqnr_db)
+        } else if r.sqnr_db > 0.0 {
+            "∞".into()
+        } else {
+            "-∞".into()
+        };
+        let cos = r.cosine.clamp(0.0, 1.0);
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{} ({})</text>\n\
+             <rect x=\"{LABEL}\" y=\"{}\" width=\"{:.1}\" height=\"{}\" fill=\"#4878a8\"/>\n\
+             <text x=\"{:.1}\" y=\"{}\">{db}</text>\n\
+             <rect x=\"{COS_X}\" y=\"{}\" width=\"{:.1}\" height=\"{}\" fill=\"#e08040\"/>\n\
+             <text x=\"{:.1}\" y=\"{}\">{:.4}</text>\n",
+            LABEL - 8.0,
+            y + 14.0,
+            xml_escape(&r.name),
+            r.op,
+            y + 3.0,
+            frac * SQNR_W,
+            ROW - 6.0,
+            LABEL + frac * SQNR_W + 4.0,
+            y + 14.0,
+            y + 3.0,
+            cos * COS_W,
+            ROW - 6.0,
+            COS_X + cos * COS_W + 4.0,
+            y + 14.0,
+            r.cosine
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// A value's type as the dot labels show it: `u8[1,8,4,4] q(0.0235, 128)`, per-axis
+/// parameters as `q(axis 0: 8 scales 0.001..0.004, zp 0)`.
+fn type_label(ty: &qc::ir::TensorType) -> String {
+    let mut s = format!("{}{}", ty.dtype, ty.shape);
+    if let Some(q) = &ty.quant {
+        if q.is_per_tensor() {
+            s.push_str(&format!(" q({}, {})", q.scale(0), q.zero_point(0)));
+        } else {
+            let lo = q.scales.iter().copied().fold(f32::INFINITY, f32::min);
+            let hi = q.scales.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let zps: BTreeSet<i32> = q.zero_points.iter().copied().collect();
+            let zp = if zps.len() == 1 {
+                zps.iter()
+                    .next()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            } else {
+                "per-channel".into()
+            };
+            s.push_str(&format!(
+                " q(per-axis {}: {} scales {lo}..{hi}, zp {zp})",
+                q.axis.map_or_else(|| "?".into(), |a| a.to_string()),
+                q.len()
+            ));
+        }
+    }
+    s
+}
+
+fn dot_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Graphviz of the IR: one box per node (`nK`, K its index), one ellipse per graph
+/// input (`inK`) and output (`outK`), one note per constant operand (`cK`, K the
+/// value's index); edges carry the type of the value they move.
+fn to_dot(g: &Graph) -> String {
+    use qc::ir::ValueDef;
+    use std::fmt::Write as _;
+    let mut s = String::from(
+        "digraph qc {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\", fontsize=10];\n  edge [fontname=\"monospace\", fontsize=9];\n",
+    );
+    for (i, p) in g.inputs.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "  in{i} [shape=ellipse, label=\"{}\\n{}\"];",
+            dot_escape(&p.name),
+            dot_escape(&type_label(g.ty(p.value)))
+        );
+    }
+    let mut consts_seen = BTreeSet::new();
+    let mut source = |s: &mut String, v: qc::ir::ValueId| -> String {
+        match g.value(v).def {
+            ValueDef::Input(i) => format!("in{i}"),
+            ValueDef::Node { node, .. } => format!("n{}", node.index()),
+            ValueDef::Const(c) => {
+                let id = format!("c{}", v.index());
+                if consts_seen.insert(v.index()) {
+                    let _ = writeln!(
+                        s,
+                        "  {id} [shape=note, label=\"{c}\\n{}\"];",
+                        dot_escape(&type_label(g.ty(v)))
+                    );
+                }
+                id
+            }
+        }
+    };
+    for (id, n) in g.iter_nodes() {
+        let name = if n.name.is_empty() {
+            String::new()
+        } else {
+            format!("\\n'{}'", dot_escape(&n.name))
+        };
+        let _ = writeln!(
+            s,
+            "  n{} [label=\"{} {}{name}\"];",
+            id.index(),
+            id,
+            n.op.name()
+        );
+        for &v in &n.inputs {
+            let from = source(&mut s, v);
+            let _ = writeln!(
+                s,
+                "  {from} -> n{} [label=\"{}\"];",
+                id.index(),
+                dot_escape(&type_label(g.ty(v)))
+            );
+        }
+    }
+    for (i, p) in g.outputs.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "  out{i} [shape=ellipse, label=\"{}\"];",
+            dot_escape(&p.name)
+        );
+        let from = source(&mut s, p.value);
+        let _ = writeln!(
+            s,
+            "  {from} -> out{i} [label=\"{}\"];",
+            dot_escape(&type_label(g.ty(p.value)))
+        );
+    }
+    s.push_str("}\n");
+    s
 }
 
 fn jit_err(model: &Path, e: qc::jit::Error) -> anyhow::Error {
@@ -577,6 +1256,18 @@ fn emit(text: &str) -> Result<()> {
 
 /// Match `--input` arguments to the graph's inputs; check dtype and shape.
 fn bind_inputs(g: &Graph, args: &[String]) -> Result<Vec<Tensor>> {
+    let (samples, batched) = bind_batch(g, args)?;
+    if batched {
+        bail!("this command takes one sample per input, not a batch");
+    }
+    Ok(samples.into_iter().next().unwrap_or_default())
+}
+
+/// Match `--input` arguments to the graph's inputs; check dtype and shape. An input
+/// whose file has one more leading axis than the model input is a batch of samples;
+/// every batched input must hold the same number, unbatched ones are used for every
+/// sample. Returns the samples and whether any input was batched.
+fn bind_batch(g: &Graph, args: &[String]) -> Result<(Vec<Vec<Tensor>>, bool)> {
     let names: Vec<&str> = g.inputs.iter().map(|p| p.name.as_str()).collect();
     let mut files: HashMap<&str, PathBuf> = HashMap::new();
     for a in args {
@@ -597,28 +1288,61 @@ fn bind_inputs(g: &Graph, args: &[String]) -> Result<Vec<Tensor>> {
             bail!("input '{name}' is given twice");
         }
     }
-    g.inputs
-        .iter()
-        .map(|p| {
-            let file = files
-                .get(p.name.as_str())
-                .with_context(|| format!("no --input for model input '{}'", p.name))?;
-            let t = qc::npy::read_npy(file)?;
-            let ty = g.ty(p.value);
-            if t.dtype() != ty.dtype || t.dims() != ty.shape.dims() {
-                bail!(
-                    "{}: input '{}' must be {}{}, the file holds {}{}",
+    // Per input: one tensor, or a batch (Some(samples)).
+    let mut bound: Vec<(Tensor, Option<Vec<Tensor>>)> = Vec::with_capacity(g.inputs.len());
+    let mut batch: Option<(usize, &str)> = None;
+    for p in &g.inputs {
+        let file = files
+            .get(p.name.as_str())
+            .with_context(|| format!("no --input for model input '{}'", p.name))?;
+        let t = qc::npy::read_npy(file)?;
+        let ty = g.ty(p.value);
+        let want = ty.shape.dims();
+        if t.dtype() == ty.dtype && t.dims() == want {
+            bound.push((t, None));
+        } else if t.dtype() == ty.dtype && t.dims().get(1..) == Some(want) {
+            let n = t.dims()[0];
+            match batch {
+                Some((m, other)) if m != n => bail!(
+                    "{}: input '{}' holds a batch of {n}, input '{other}' one of {m}",
                     file.display(),
-                    p.name,
-                    ty.dtype,
-                    ty.shape,
-                    t.dtype(),
-                    t.shape()
-                );
+                    p.name
+                ),
+                _ => batch = Some((n, p.name.as_str())),
             }
-            Ok(t)
+            let samples = qc::unstack(&t)?;
+            bound.push((t, Some(samples)));
+        } else {
+            bail!(
+                "{}: input '{}' must be {}{} (or a batch [N,{}]), the file holds {}{}",
+                file.display(),
+                p.name,
+                ty.dtype,
+                ty.shape,
+                want.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                t.dtype(),
+                t.shape()
+            );
+        }
+    }
+    let Some((n, _)) = batch else {
+        return Ok((vec![bound.into_iter().map(|(t, _)| t).collect()], false));
+    };
+    let samples = (0..n)
+        .map(|i| {
+            bound
+                .iter()
+                .map(|(t, b)| match b {
+                    Some(s) => s.get(i).cloned().unwrap_or_else(|| t.clone()),
+                    None => t.clone(),
+                })
+                .collect()
         })
-        .collect()
+        .collect();
+    Ok((samples, true))
 }
 
 fn write_outputs(g: &Graph, outputs: &[Tensor], dir: &Path) -> Result<()> {
