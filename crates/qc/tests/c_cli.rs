@@ -5,38 +5,11 @@
 // Test code: a panic is how a test fails.
 #![allow(clippy::panic, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
-fn qc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qc"))
-        .args(args)
-        .output()
-        .expect("qc binary runs")
-}
-
-fn fx(rel: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures")
-        .join(rel)
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("qc-c-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{fx, qc, stderr, stdout, tmpdir};
 
 /// The `key: value` lines of a report.
 fn field(out: &str, key: &str) -> String {
@@ -82,7 +55,7 @@ fn gcc_compiles(dir: &Path, name: &str) {
 
 #[test]
 fn qdq_model_to_c_with_default_name_and_fixed_contract() {
-    let dir = tmpdir("qdq");
+    let dir = tmpdir("c-cli", "qdq");
     let o = qc(&[
         "compile",
         &fx("models/cnn_qdq.onnx"),
@@ -116,7 +89,7 @@ fn qdq_model_to_c_with_default_name_and_fixed_contract() {
 
 #[test]
 fn float_model_quantized_inline_to_c_with_options() {
-    let dir = tmpdir("inline");
+    let dir = tmpdir("c-cli", "inline");
     let o = qc(&[
         "compile",
         &fx("digits/digits_float.onnx"),
@@ -152,7 +125,7 @@ fn float_model_quantized_inline_to_c_with_options() {
 
 #[test]
 fn c_errors_are_one_line_and_exit_1() {
-    let dir = tmpdir("errors");
+    let dir = tmpdir("c-cli", "errors");
     let d = dir.to_str().unwrap();
     let model = fx("models/cnn_qdq.onnx");
     for (args, needle) in [

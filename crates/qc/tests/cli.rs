@@ -5,38 +5,10 @@
 // Test code: a panic is how a test fails; `!(x <= tol)` is deliberate so NaN fails.
 #![allow(clippy::panic, clippy::neg_cmp_op_on_partial_ord)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn qc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qc"))
-        .args(args)
-        .output()
-        .expect("qc binary runs")
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
-
-fn fx(rel: &str) -> String {
-    fixtures().join(rel).to_string_lossy().into_owned()
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("qc-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{fixtures, fx, qc, stderr, stdout, tmpdir};
 
 /// |a - e| <= atol + rtol * |e| elementwise, like the ONNX backend tests.
 fn assert_close(got: &[f64], want: &[f64], rtol: f64, atol: f64, what: &str) {
@@ -121,7 +93,7 @@ fn run_writes_outputs_matching_onnxruntime() {
         ),
     ] {
         let input = fx(&model.replace(".onnx", ".input.npy"));
-        let dir = tmpdir(&model.replace('/', "_"));
+        let dir = tmpdir("cli", &model.replace('/', "_"));
         let o = qc(&[
             "run",
             &fx(model),
@@ -197,7 +169,7 @@ fn light_models_match_expected_outputs() {
     assert_eq!(names.len(), 9, "{names:?}");
     for name in names {
         let model = fx(&format!("light/{name}"));
-        let dir = tmpdir(&name);
+        let dir = tmpdir("cli", &name);
         let o = qc(&[
             "run",
             &model,
@@ -230,7 +202,7 @@ fn light_models_match_expected_outputs() {
 
 #[test]
 fn errors_are_one_line_and_exit_non_zero() {
-    let dir = tmpdir("errors");
+    let dir = tmpdir("cli", "errors");
     let garbage = dir.join("garbage.onnx");
     std::fs::write(&garbage, b"\x08\x07this is not a model").expect("write");
     let wrong_input = dir.join("wrong.npy");
@@ -347,7 +319,7 @@ fn pass_pipeline_flags() {
 
     // qc run --no-opt runs the unoptimized graph (on the interpreter: the JIT wants
     // the constant weights the pipeline produces).
-    let dir = tmpdir("noopt");
+    let dir = tmpdir("cli", "noopt");
     let o = qc(&[
         "run",
         &model,
@@ -374,7 +346,7 @@ fn jit_target_compile_and_bench() {
         let input = fx(&model.replace(".onnx", ".input.npy"));
         let mut outs = Vec::new();
         for target in ["jit", "interp"] {
-            let dir = tmpdir(&format!("{}-{target}", model.replace('/', "_")));
+            let dir = tmpdir("cli", &format!("{}-{target}", model.replace('/', "_")));
             let o = qc(&[
                 "run",
                 &fx(model),

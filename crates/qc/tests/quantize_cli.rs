@@ -10,19 +10,14 @@
 #![allow(clippy::panic, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+mod common;
+use common::{qc, stderr, stdout, tmpdir};
 
 use qc::ir::Tensor;
 
 /// Keep in sync with fixtures/gen/digits_qc.py.
 const QUANTIZE_ARGS: &[&str] = &["--per-channel"];
-
-fn qc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qc"))
-        .args(args)
-        .output()
-        .expect("qc binary runs")
-}
 
 fn digits(rel: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -30,21 +25,6 @@ fn digits(rel: &str) -> String {
         .join(rel)
         .to_string_lossy()
         .into_owned()
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("qc-quantize-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn read(path: &str) -> Tensor {
@@ -118,7 +98,7 @@ fn quantize_to(dir: &Path) -> PathBuf {
 
 #[test]
 fn quantized_digits_agree_with_onnxruntime_and_keep_accuracy() {
-    let dir = tmpdir("agree");
+    let dir = tmpdir("quantize-cli", "agree");
     let out = quantize_to(&dir);
     let written = std::fs::read(&out).unwrap();
     let fixture = std::fs::read(digits("qc_int8.onnx")).unwrap();
@@ -161,7 +141,7 @@ fn quantized_digits_agree_with_onnxruntime_and_keep_accuracy() {
 
 #[test]
 fn run_takes_a_batch_and_stacks_the_outputs() {
-    let dir = tmpdir("batch");
+    let dir = tmpdir("quantize-cli", "batch");
     // [540, 1, 8, 8] samples become a [540, 1, 1, 8, 8] batch for the [1, 1, 8, 8] input.
     let x = read(&digits("test_x.npy"));
     let mut dims = vec![x.dims()[0], 1];
@@ -215,7 +195,7 @@ fn run_takes_a_batch_and_stacks_the_outputs() {
 
 #[test]
 fn calibration_from_a_directory_of_samples_matches_the_batch_file() {
-    let dir = tmpdir("dir");
+    let dir = tmpdir("quantize-cli", "dir");
     let calib = read(&digits("calib.npy"));
     let samples = dir.join("samples");
     std::fs::create_dir_all(&samples).unwrap();
@@ -246,7 +226,7 @@ fn calibration_from_a_directory_of_samples_matches_the_batch_file() {
 
 #[test]
 fn bad_calibration_data_is_one_line_and_exit_1() {
-    let dir = tmpdir("bad");
+    let dir = tmpdir("quantize-cli", "bad");
     let garbage = dir.join("garbage.npy");
     std::fs::write(&garbage, b"not an npy file").unwrap();
     let wrong_shape = dir.join("wrong.npy");
@@ -294,7 +274,7 @@ fn bad_calibration_data_is_one_line_and_exit_1() {
 
 #[test]
 fn debug_accuracy_prints_layers_worst_first_and_plots_them() {
-    let dir = tmpdir("debug");
+    let dir = tmpdir("quantize-cli", "debug");
     let svg = dir.join("acc.svg");
     let o = qc(&[
         "debug-accuracy",
