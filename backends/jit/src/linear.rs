@@ -29,9 +29,10 @@
 //! on a host with `vpdpbusd` uses the *quad* form (u8 × i8 quads, zero-point
 //! correction folded into the bias; exactness argued at `quad_setup`) when every
 //! `w - zw` fits i8 and the bias is constant; otherwise the pair form above.
-//! Depthwise-shaped conv (one input channel and at most 4 outputs per group) with a
-//! native row kernel skips the GEMM: the kernel sums the raw im2col rows per output
-//! channel (exactness argued at `dw_setup`) and the generated epilogue finishes them.
+//! Depthwise 2-D conv (one input channel and at most 4 outputs per group) with the
+//! native plane kernel skips the GEMM: the kernel sums every tap of a channel from
+//! the input plane (exactness argued in `kernels::dw_plane`), groups of channels per
+//! call, and the epilogue finishes them.
 //!
 //! `B`'s columns are padded to a multiple of the tile width (and of 16); padding
 //! columns (zero or stale scratch) only feed accumulators whose stores are skipped.
@@ -1492,41 +1493,6 @@ fn pair_pack(
 
 // ---------------------------------------------------------------- depthwise rows
 
-/// Tables of the native depthwise path (`kernels::dw_rows`): weights `w - zw` as i32
-/// `[c_out][k]`, and the folded bias `bias - zx · Σ_k (w - zw)` per channel. **Exactness:**
-/// the kernel sums `x · (w - zw)` over the raw im2col rows, whose padding taps hold
-/// `zx`; modulo 2^32, `Σ x·w' - zx·Σ w' = Σ (x - zx)·w'`, the interpreter's sum.
-/// `None` when the bias is not constant (it cannot be folded).
-fn dw_setup(
-    cx: &mut Cx,
-    wt: &Tensor,
-    pw: &QuantParams,
-    c_out: usize,
-    k: usize,
-    zx: i32,
-) -> Result<Option<(usize, usize)>> {
-    let wv = shifted_weights(cx, wt, pw, 0)?;
-    if wv.len() != c_out * k {
-        return Ok(None);
-    }
-    let bias: Vec<i64> = if cx.node.inputs.len() > 2 {
-        match cx.const_in(2) {
-            Some(b) if b.dims().iter().product::<usize>() == c_out => b.to_i64_vec(),
-            _ => return Ok(None),
-        }
-    } else {
-        vec![0; c_out]
-    };
-    let init: Vec<i32> = (0..c_out)
-        .map(|c| {
-            let sum: i64 = wv[c * k..(c + 1) * k].iter().map(|&w| i64::from(w)).sum();
-            // Wrapping to i32 is reduction modulo 2^32, like every step of the sum.
-            (bias[c] - i64::from(zx) * sum) as i32
-        })
-        .collect();
-    Ok(Some((cx.pool.add_i32(&wv), cx.pool.add_i32(&init))))
-}
-
 /// Tables of the depthwise plane kernel: weights `w - zw` as f32 `[c_out][k]` (exact:
 /// integers in `[-255, 255]`) and the plain bias per channel (the kernel subtracts the
 /// input zero point itself). `None` when the bias is not a constant.
@@ -1979,78 +1945,6 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                 })?;
                 return Ok(scratch);
             }
-        }
-    }
-    // Depthwise-shaped groups (one input channel each) with a native row kernel: no
-    // GEMM; per output channel the kernel sums the k raw im2col rows, weighted.
-    let dwk = kernels::dw_rows(cx.opts.kernels);
-    if let (Mode::Q { xq, zx }, Some(dwf), Some(pw), 1, 1..=4) =
-        (mode, dwk, &w.quant, cin_g, cout_g)
-    {
-        if let Some((wtab, itab)) = dw_setup(cx, &wt, pw, g.c_out, k, zx)? {
-            let buf_off = round_up(k * n, 64);
-            // The sums of one row, plus room for whole-vector reads of the last 8.
-            let scratch = buf_off + 4 * (n + NR);
-            let mut sig = Signature::new(e.cfg.default_call_conv);
-            for _ in 0..7 {
-                sig.params.push(AbiParam::new(I64));
-            }
-            let sr = e.b.import_signature(sig);
-            let rq = kernels::requant_tile(cx.opts.kernels);
-            e.for_n(g.batch, |e, bn| {
-                e.for_n(g.group, |e, gi| {
-                    let ic0 = e.muli(bn, g.c_in as i64);
-                    let ic0 = e.add(ic0, gi);
-                    let xo = e.muli(ic0, isz as i64);
-                    let xb = e.add(p.ins[0], xo);
-                    im2col_raw(e, zx, &g, xb, bbuf)?;
-                    let yo = e.muli(bn, (g.c_out * n) as i64 * ysize);
-                    let yb = e.add(p.outs[0], yo);
-                    let buf = e.addi(bbuf, buf_off as i64);
-                    let init = e.ic(itab as i64);
-                    let job = Job {
-                        m: cout_g,
-                        n,
-                        kp: 0,
-                        k,
-                        np: n,
-                        a: wtab,
-                        b: bbuf,
-                        out: Strided {
-                            ptr: yb,
-                            sm: n as i64,
-                            sn: 1,
-                        },
-                        init: Some(Strided {
-                            ptr: init,
-                            sm: 1,
-                            sn: 0,
-                        }),
-                        post: None,
-                        row0: 0,
-                        native: None,
-                    };
-                    e.for_n(cout_g, |e, r| {
-                        let row = e.muli(gi, cout_g as i64);
-                        let row = e.add(row, r);
-                        let wt0 = e.ic(wtab as i64);
-                        let wp = e.addr(wt0, row, (4 * k) as i64, 0);
-                        let args = [
-                            bbuf,
-                            e.ic(n as i64),
-                            e.ic(k as i64),
-                            wp,
-                            e.ic(i64::from(xq == QType::I8)),
-                            buf,
-                            e.ic(0),
-                        ];
-                        let f = e.ic(dwf as i64);
-                        e.b.ins().call_indirect(sr, f, &args);
-                        buf_requant(e, rq, mode, &job, epi, row, buf, n)
-                    })
-                })
-            })?;
-            return Ok(scratch);
         }
     }
     let quad = match (mode, &w.quant) {

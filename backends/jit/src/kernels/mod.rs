@@ -68,32 +68,6 @@ fn detect() -> Option<PairTile> {
     None
 }
 
-/// The best depthwise row kernel for this host under `ks`, if any: the address of an
-/// `extern "C" fn(raw, n, k, w, signed, out, _)` that sets, for every `c < n`,
-/// `out[c] = Σ_{t<k} x(raw[t * n + c]) · w[t]` wrapping in i32, where `x` reads the byte
-/// as u8 (`signed == 0`) or i8, `w` is `k` i32 (each in `[-255, 255]`), `raw` holds
-/// `k * n` bytes and `out` `n` i32. **Exactness:** |x · w| < 2^16, so `vpmulld` is
-/// exact, and `vpaddd` wraps like the interpreter's i32 sum.
-pub(crate) fn dw_rows(ks: KernelSet) -> Option<usize> {
-    match ks {
-        KernelSet::Cranelift => None,
-        KernelSet::Auto => detect_dw(),
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn detect_dw() -> Option<usize> {
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        return Some(x86::dw512_entry as *const () as usize);
-    }
-    None
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn detect_dw() -> Option<usize> {
-    None
-}
-
 pub(crate) mod dw_plane;
 pub(crate) mod gemv;
 pub(crate) mod max_pool;
@@ -348,69 +322,6 @@ mod x86 {
     }
 
     /// # Safety
-    /// The CPU has AVX-512F; the pointers satisfy the `dw_rows` contract.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn dw512(
-        raw: *const u8,
-        n: usize,
-        k: usize,
-        w: *const i32,
-        signed: bool,
-        out: *mut i32,
-    ) {
-        let full = n / 16;
-        for c in 0..full {
-            let mut acc = _mm512_setzero_si512();
-            for t in 0..k {
-                // SAFETY: t < k and c * 16 + 16 <= n, so the 16 bytes at
-                // raw + t * n + 16c are inside the k * n bytes of raw; w has k entries.
-                unsafe {
-                    let v = _mm_loadu_si128(raw.add(t * n + 16 * c).cast());
-                    let x = if signed {
-                        _mm512_cvtepi8_epi32(v)
-                    } else {
-                        _mm512_cvtepu8_epi32(v)
-                    };
-                    let wt = _mm512_set1_epi32(*w.add(t));
-                    acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(x, wt));
-                }
-            }
-            // SAFETY: 16 i32 at out + 16c, inside out's n entries.
-            unsafe { _mm512_storeu_si512(out.add(16 * c).cast(), acc) };
-        }
-        for c in full * 16..n {
-            let mut acc = 0i32;
-            for t in 0..k {
-                // SAFETY: t < k, c < n: inside raw and w (contract).
-                let (b, wt) = unsafe { (*raw.add(t * n + c), *w.add(t)) };
-                let x = if signed {
-                    i32::from(b as i8)
-                } else {
-                    i32::from(b)
-                };
-                acc = acc.wrapping_add(x.wrapping_mul(wt));
-            }
-            // SAFETY: c < n.
-            unsafe { *out.add(c) = acc };
-        }
-    }
-
-    /// The C-ABI entry of the depthwise row kernel.
-    pub(super) extern "C" fn dw512_entry(
-        raw: *const u8,
-        n: usize,
-        k: usize,
-        w: *const i32,
-        signed: usize,
-        out: *mut i32,
-        _unused: usize,
-    ) {
-        // SAFETY: only handed out by `detect_dw` after AVX-512F was detected;
-        // generated code passes pointers satisfying the `dw_rows` contract.
-        unsafe { dw512(raw, n, k, w, signed != 0, out) }
-    }
-
-    /// # Safety
     /// The CPU has AVX2; the pointers satisfy the module contract with `nr = NR256`.
     #[target_feature(enable = "avx2")]
     unsafe fn avx2<const R: usize>(
@@ -599,36 +510,6 @@ mod tests {
                         .sum();
                     assert_eq!(i64::from(out[r * nr + c]), want, "mr {mr} r {r} c {c}");
                 }
-            }
-        }
-    }
-
-    #[test]
-    fn dw_rows_match_formula() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            return;
-        }
-        let (k, n) = (9, 53);
-        let raw: Vec<u8> = (0..k * n).map(|i| (i * 73 % 256) as u8).collect();
-        let w: Vec<i32> = (0..k as i32)
-            .map(|t| if t == 0 { -255 } else { 255 - 61 * t })
-            .collect();
-        for signed in [0usize, 1] {
-            let mut out = vec![0i32; n];
-            x86::dw512_entry(raw.as_ptr(), n, k, w.as_ptr(), signed, out.as_mut_ptr(), 0);
-            for c in 0..n {
-                let want: i64 = (0..k)
-                    .map(|t| {
-                        let b = raw[t * n + c];
-                        let x = if signed == 1 {
-                            i64::from(b as i8)
-                        } else {
-                            i64::from(b)
-                        };
-                        x * i64::from(w[t])
-                    })
-                    .sum();
-                assert_eq!(i64::from(out[c]), want, "signed {signed} c {c}");
             }
         }
     }
