@@ -1496,18 +1496,20 @@ fn pair_pack(
 /// Tables of the depthwise plane kernel: weights `w - zw` as f32 `[c_out][k]` (exact:
 /// integers in `[-255, 255]`) and the plain bias per channel (the kernel subtracts the
 /// input zero point itself). `None` when the bias is not a constant.
-fn dw_plane_setup(
+/// Depthwise weights `w - zw` as i32 `[c_out][k]` (each in `[-255, 255]`) and the
+/// constant bias per channel; `None` when the bias is not a constant.
+fn dw_weights_bias(
     cx: &mut Cx,
     wt: &Tensor,
     pw: &QuantParams,
     c_out: usize,
     k: usize,
-) -> Result<Option<(usize, usize)>> {
+) -> Result<Option<(Vec<i32>, Vec<i32>)>> {
     let wv = shifted_weights(cx, wt, pw, 0)?;
     if wv.len() != c_out * k || wv.iter().any(|w| w.unsigned_abs() > 255) {
         return Ok(None);
     }
-    let init: Vec<i32> = if cx.node.inputs.len() > 2 {
+    let bias: Vec<i32> = if cx.node.inputs.len() > 2 {
         match cx.const_in(2) {
             Some(b) if b.dims().iter().product::<usize>() == c_out => {
                 b.to_i64_vec().into_iter().map(|v| v as i32).collect()
@@ -1516,6 +1518,19 @@ fn dw_plane_setup(
         }
     } else {
         vec![0; c_out]
+    };
+    Ok(Some((wv, bias)))
+}
+
+fn dw_plane_setup(
+    cx: &mut Cx,
+    wt: &Tensor,
+    pw: &QuantParams,
+    c_out: usize,
+    k: usize,
+) -> Result<Option<(usize, usize)>> {
+    let Some((wv, init)) = dw_weights_bias(cx, wt, pw, c_out, k)? else {
+        return Ok(None);
     };
     let wf: Vec<f32> = wv.iter().map(|&w| w as f32).collect();
     Ok(Some((cx.pool.add_f32(&wf), cx.pool.add_i32(&init))))
@@ -1854,6 +1869,58 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
             ow: g.out_sp[2],
         };
         let flat = g.in_sp[0] == 1 && g.out_sp[0] == 1 && g.k[0] == 1 && g.pad[0] == 0;
+        // Channels in the lanes, the `float` contract's epilogue fused: one call per
+        // image.
+        if let (
+            true,
+            Some(f16),
+            Epi::Q {
+                table,
+                q: QType::U8 | QType::I8,
+                contract: Contract::Float,
+            },
+        ) = (
+            flat && kernels::dw16::applies(&plane, g.c_in),
+            kernels::dw16(cx.opts.kernels),
+            epi,
+        ) {
+            if let Some((wv, bias)) = dw_weights_bias(cx, &wt, pw, g.c_out, k)? {
+                let wtab = cx
+                    .pool
+                    .add_f32(&kernels::dw16::weight_blocks(&wv, g.c_out, k));
+                let btab = cx.pool.add_i32(&bias);
+                let prm = kernels::dw16::params(&plane, zx, xq == QType::I8, g.c_out, cout_g);
+                let ptab = cx.pool.add(
+                    &prm.iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect::<Vec<u8>>(),
+                );
+                let mut sig = Signature::new(e.cfg.default_call_conv);
+                for _ in 0..7 {
+                    sig.params.push(AbiParam::new(I64));
+                }
+                let sr = e.b.import_signature(sig);
+                e.for_n(g.batch, |e, bn| {
+                    let xo = e.muli(bn, (g.c_in * isz) as i64);
+                    let xb = e.add(p.ins[0], xo);
+                    let yo = e.muli(bn, (g.c_out * n) as i64);
+                    let yb = e.add(p.outs[0], yo);
+                    let args = [
+                        e.ic(ptab as i64),
+                        xb,
+                        e.ic(wtab as i64),
+                        e.ic(btab as i64),
+                        e.ic(table as i64),
+                        yb,
+                        bbuf,
+                    ];
+                    let f = e.ic(f16 as i64);
+                    e.b.ins().call_indirect(sr, f, &args);
+                    Ok(())
+                })?;
+                return Ok(kernels::dw16::scratch_bytes(&plane));
+            }
+        }
         if flat && kernels::dw_plane::applies(&plane) {
             if let Some((wtab, itab)) = dw_plane_setup(cx, &wt, pw, g.c_out, k)? {
                 let ptab = cx.pool.add(

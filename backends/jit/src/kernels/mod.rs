@@ -68,7 +68,33 @@ fn detect() -> Option<PairTile> {
     None
 }
 
+pub(crate) mod dw16;
 pub(crate) mod dw_plane;
+
+/// The channel-blocked depthwise kernel with the fused `float`-contract epilogue, if
+/// the host has one under `ks` (contract in [`dw16`]).
+pub(crate) fn dw16(ks: KernelSet) -> Option<usize> {
+    match ks {
+        KernelSet::Cranelift => None,
+        KernelSet::Auto => detect_dw16(),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect_dw16() -> Option<usize> {
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+    {
+        return Some(dw16::x86::entry as *const () as usize);
+    }
+    None
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect_dw16() -> Option<usize> {
+    None
+}
 pub(crate) mod gemv;
 pub(crate) mod max_pool;
 pub(crate) mod requant;

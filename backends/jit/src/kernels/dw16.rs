@@ -1,0 +1,457 @@
+//! The native depthwise kernel over blocks of 16 channels, channels in the vector
+//! lanes, with the `float` contract's epilogue fused: one call per image.
+//!
+//! The plane kernel (`dw_plane`) vectorizes along a channel's pixels, so small or
+//! narrow planes leave lanes idle and pay per-channel overheads. Here each vector holds
+//! one pixel of 16 channels: input rows are gathered into a ring of padded rows
+//! (pixel-major, `x - zx` as f32), every output pixel is `Σ_taps w[tap] · row[col]`
+//! with per-lane weights, 16 pixels at a time (16 independent accumulators), then
+//! requantized per lane and transposed back to the NCHW result.
+//!
+//! **Contract.** `entry(p, x, w, bias, rec, out, scratch)`: `p` at [`PARAMS`] i64
+//! (`dw_plane::PARAMS` values, then `c_out`, `mult`); `x` at the image's `c_in` input
+//! planes (`ih · iw` bytes each; output channel `oc` reads plane `oc / mult`); `w` at
+//! `⌈c_out / 16⌉` blocks of `kh · kw` vectors of 16 f32 (`w - zw` of the block's
+//! channels, zero for lanes past `c_out`); `bias` at `c_out` i32; `rec` at `c_out`
+//! epilogue records (`linear::RECORD` bytes: `[m as f32 bits, zp, lo, hi, …]`); `out`
+//! at `c_out` planes of `oh · ow` bytes; `scratch` at [`scratch_bytes`] bytes.
+//!
+//! **Exactness.** The sums are those of `dw_plane` (integers below 2^24 in f32, exact in
+//! any order; padding taps read zeros, as `x - zx` of the padding value is 0). The
+//! epilogue is `kernels::requant`'s, lane by lane: the exact sum converted to i32, the
+//! bias added wrapping, then `f32 · m`, clamp ±2^24, round half to even, clamp to
+//! `[lo - zp, hi - zp]`, `+ zp`, truncated to the byte (already in range).
+//!
+//! **Reads.** Input rows are read 16 bytes per lane with masked loads that stop at the
+//! row's last used column, so no read leaves the input.
+
+use super::dw_plane::Plane;
+
+/// Values in the parameter block.
+pub(crate) const PARAMS: usize = super::dw_plane::PARAMS + 2;
+
+/// Columns of a ring row: every column the last (padded) 16-pixel group reads.
+fn row_cols(p: &Plane) -> usize {
+    (p.ow.div_ceil(16) * 16 - 1) * p.sw + (p.kw - 1) * p.dw + 1
+}
+
+/// Rows of the ring: the rows one output row reads.
+fn ring_rows(p: &Plane) -> usize {
+    (p.kh - 1) * p.dh + 1
+}
+
+/// Scratch bytes: the ring of padded rows (16 f32 per column).
+pub(crate) fn scratch_bytes(p: &Plane) -> usize {
+    4 * 16 * ring_rows(p) * row_cols(p)
+}
+
+/// Whether the kernel applies (the shape limits of `dw_plane`, a non-empty result, and
+/// plane offsets that fit i32).
+pub(crate) fn applies(p: &Plane, c_in: usize) -> bool {
+    super::dw_plane::applies(p)
+        && p.oh > 0
+        && p.ow > 0
+        && c_in
+            .checked_mul(p.ih * p.iw)
+            .is_some_and(|b| b < (i32::MAX as usize) / 2)
+}
+
+/// The parameter block.
+pub(crate) fn params(p: &Plane, zx: i32, signed: bool, c_out: usize, mult: usize) -> [i64; PARAMS] {
+    let mut v = [0i64; PARAMS];
+    v[..super::dw_plane::PARAMS].copy_from_slice(&p.params(zx, signed));
+    v[PARAMS - 2] = c_out as i64;
+    v[PARAMS - 1] = mult as i64;
+    v
+}
+
+/// Weight blocks in the kernel's layout from `w - zw` as `[c_out][k]`.
+pub(crate) fn weight_blocks(wv: &[i32], c_out: usize, k: usize) -> Vec<f32> {
+    let blocks = c_out.div_ceil(16);
+    let mut out = vec![0f32; blocks * k * 16];
+    for c in 0..c_out {
+        for t in 0..k {
+            out[((c / 16) * k + t) * 16 + c % 16] = wv[c * k + t] as f32;
+        }
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// 16×16 byte transpose: `a[j]` byte `c` becomes `out[c]` byte `j`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn transpose16(a: [__m128i; 16]) -> [__m128i; 16] {
+        let mut b = a;
+        for i in 0..8 {
+            b[2 * i] = _mm_unpacklo_epi8(a[2 * i], a[2 * i + 1]);
+            b[2 * i + 1] = _mm_unpackhi_epi8(a[2 * i], a[2 * i + 1]);
+        }
+        let mut c = b;
+        for i in 0..4 {
+            c[4 * i] = _mm_unpacklo_epi16(b[4 * i], b[4 * i + 2]);
+            c[4 * i + 1] = _mm_unpackhi_epi16(b[4 * i], b[4 * i + 2]);
+            c[4 * i + 2] = _mm_unpacklo_epi16(b[4 * i + 1], b[4 * i + 3]);
+            c[4 * i + 3] = _mm_unpackhi_epi16(b[4 * i + 1], b[4 * i + 3]);
+        }
+        let mut d = c;
+        for i in 0..2 {
+            for j in 0..4 {
+                d[8 * i + 2 * j] = _mm_unpacklo_epi32(c[8 * i + j], c[8 * i + j + 4]);
+                d[8 * i + 2 * j + 1] = _mm_unpackhi_epi32(c[8 * i + j], c[8 * i + j + 4]);
+            }
+        }
+        let mut e = d;
+        for j in 0..8 {
+            e[2 * j] = _mm_unpacklo_epi64(d[j], d[j + 8]);
+            e[2 * j + 1] = _mm_unpackhi_epi64(d[j], d[j + 8]);
+        }
+        e
+    }
+
+    #[cfg(test)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(crate) fn transpose16_for_tests(a: [__m128i; 16]) -> [__m128i; 16] {
+        transpose16(a)
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512F/BW/VL; the pointers satisfy the module contract.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn dw16(
+        p: &Plane,
+        zx: i32,
+        signed: bool,
+        c_out: usize,
+        mult: usize,
+        x: *const u8,
+        w: *const f32,
+        bias: *const i32,
+        rec: *const i32,
+        out: *mut u8,
+        scratch: *mut f32,
+    ) {
+        let (isz, n, k) = (p.ih * p.iw, p.oh * p.ow, p.kh * p.kw);
+        let (span, wa) = (ring_rows(p), row_cols(p));
+        let rec_words = crate::linear::RECORD / 4;
+        let lim = _mm512_set1_ps(16_777_216.0);
+        let nlim = _mm512_set1_ps(-16_777_216.0);
+        let zxv = _mm512_set1_epi32(zx);
+        // SAFETY (whole body): offsets stay inside the buffers the contract sizes; the
+        // gather reads argued in the module docs.
+        unsafe {
+            for blk in 0..c_out.div_ceil(16) {
+                let oc0 = blk * 16;
+                let nch = (c_out - oc0).min(16);
+                // Per lane: its channel (lanes past c_out repeat the last one).
+                let mut offs = [0usize; 16];
+                let (mut mv, mut zpv, mut lov, mut hiv, mut bv) =
+                    ([0f32; 16], [0i32; 16], [0i32; 16], [0i32; 16], [0i32; 16]);
+                for l in 0..16 {
+                    let ch = oc0 + l.min(nch - 1);
+                    offs[l] = (ch / mult) * isz;
+                    let r = rec.add(ch * rec_words);
+                    mv[l] = f32::from_bits(*r as u32);
+                    zpv[l] = *r.add(1);
+                    lov[l] = *r.add(2) - zpv[l];
+                    hiv[l] = *r.add(3) - zpv[l];
+                    bv[l] = *bias.add(ch);
+                }
+                let offs_u = offs;
+                let mv = _mm512_loadu_ps(mv.as_ptr());
+                let zpv = _mm512_loadu_si512(zpv.as_ptr().cast());
+                let lov = _mm512_loadu_si512(lov.as_ptr().cast());
+                let hiv = _mm512_loadu_si512(hiv.as_ptr().cast());
+                let bv = _mm512_loadu_si512(bv.as_ptr().cast());
+                let wb = w.add(blk * k * 16);
+                let mut held = [usize::MAX; super::super::dw_plane::MAX_TAPS];
+                for oy in 0..p.oh {
+                    // Fill the ring rows this output row reads.
+                    for ky in 0..p.kh {
+                        let py = oy * p.sh + ky * p.dh;
+                        let slot = py % span;
+                        if held[slot] == py {
+                            continue;
+                        }
+                        held[slot] = py;
+                        let row = scratch.add(slot * wa * 16);
+                        let iy = py as isize - p.pt as isize;
+                        if iy < 0 || iy >= p.ih as isize {
+                            for c in 0..wa {
+                                _mm512_storeu_ps(row.add(16 * c), _mm512_setzero_ps());
+                            }
+                            continue;
+                        }
+                        // Columns without input: zeros.
+                        let used = p.iw.min(wa.saturating_sub(p.pl));
+                        for c in (0..p.pl.min(wa)).chain(p.pl + used..wa) {
+                            _mm512_storeu_ps(row.add(16 * c), _mm512_setzero_ps());
+                        }
+                        // Columns with input: 16 lanes' rows of 16 bytes, transposed into
+                        // 16 pixels of 16 channels, then x - zx as f32.
+                        let rbase = iy as usize * p.iw;
+                        let mut ix0 = 0;
+                        while ix0 < used {
+                            let cnt = (used - ix0).min(16);
+                            let m: __mmask16 = if cnt == 16 { 0xffff } else { (1u16 << cnt) - 1 };
+                            let rows: [__m128i; 16] = std::array::from_fn(|l| {
+                                _mm_maskz_loadu_epi8(m, x.add(offs_u[l] + rbase + ix0).cast())
+                            });
+                            let px = transpose16(rows);
+                            for (j, b) in px.iter().enumerate().take(cnt) {
+                                let v = if signed {
+                                    _mm512_cvtepi8_epi32(*b)
+                                } else {
+                                    _mm512_cvtepu8_epi32(*b)
+                                };
+                                let f = _mm512_cvtepi32_ps(_mm512_sub_epi32(v, zxv));
+                                _mm512_storeu_ps(row.add(16 * (p.pl + ix0 + j)), f);
+                            }
+                            ix0 += 16;
+                        }
+                    }
+                    let orow = oy * p.ow;
+                    let mut ox0 = 0;
+                    while ox0 < p.ow {
+                        let mut acc = [_mm512_setzero_ps(); 16];
+                        for ky in 0..p.kh {
+                            let py = oy * p.sh + ky * p.dh;
+                            let row = scratch.add((py % span) * wa * 16);
+                            for kx in 0..p.kw {
+                                let wv = _mm512_loadu_ps(wb.add((ky * p.kw + kx) * 16));
+                                let base = row.add((ox0 * p.sw + kx * p.dw) * 16);
+                                for (j, a) in acc.iter_mut().enumerate() {
+                                    let v = _mm512_loadu_ps(base.add(j * p.sw * 16));
+                                    *a = _mm512_fmadd_ps(wv, v, *a);
+                                }
+                            }
+                        }
+                        let mut bytes = [_mm_setzero_si128(); 16];
+                        for (b, a) in bytes.iter_mut().zip(acc) {
+                            let s = _mm512_add_epi32(_mm512_cvtps_epi32(a), bv);
+                            let f = _mm512_mul_ps(_mm512_cvtepi32_ps(s), mv);
+                            let f = _mm512_min_ps(_mm512_max_ps(f, nlim), lim);
+                            let i = _mm512_cvtps_epi32(f);
+                            let i = _mm512_min_epi32(_mm512_max_epi32(i, lov), hiv);
+                            *b = _mm512_cvtepi32_epi8(_mm512_add_epi32(i, zpv));
+                        }
+                        let cols = transpose16(bytes);
+                        let cnt = (p.ow - ox0).min(16);
+                        let m: __mmask16 = if cnt == 16 { 0xffff } else { (1u16 << cnt) - 1 };
+                        for (ch, v) in cols.iter().enumerate().take(nch) {
+                            let dst = out.add((oc0 + ch) * n + orow + ox0);
+                            _mm_mask_storeu_epi8(dst.cast(), m, *v);
+                        }
+                        ox0 += 16;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The C-ABI entry (see the module contract).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) extern "C" fn entry(
+        params: *const i64,
+        x: *const u8,
+        w: *const f32,
+        bias: *const i32,
+        rec: *const i32,
+        out: *mut u8,
+        scratch: *mut f32,
+    ) {
+        // SAFETY: `params` points at PARAMS i64 (contract).
+        let v = unsafe { std::slice::from_raw_parts(params, PARAMS) };
+        let u = |i: usize| v[i].max(0) as usize;
+        let p = Plane {
+            ih: u(0),
+            iw: u(1),
+            kh: u(2),
+            kw: u(3),
+            sh: u(4),
+            sw: u(5),
+            dh: u(6),
+            dw: u(7),
+            pt: u(8),
+            pl: u(9),
+            oh: u(10),
+            ow: u(11),
+        };
+        let (c_out, mult) = (u(PARAMS - 2), u(PARAMS - 1).max(1));
+        if c_out == 0 || !applies(&p, c_out.div_ceil(mult)) {
+            return;
+        }
+        // SAFETY: only handed out by `kernels::dw16` after AVX-512F/BW/VL were
+        // detected; the generated code passes buffers satisfying the contract.
+        unsafe {
+            dw16(
+                &p,
+                v[12] as i32,
+                v[13] != 0,
+                c_out,
+                mult,
+                x,
+                w,
+                bias,
+                rec,
+                out,
+                scratch,
+            )
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    fn avx512() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+
+    #[test]
+    fn transpose16_transposes() {
+        if !avx512() {
+            return;
+        }
+        use std::arch::x86_64::*;
+        let mut a = [[0u8; 16]; 16];
+        for (j, r) in a.iter_mut().enumerate() {
+            for (c, b) in r.iter_mut().enumerate() {
+                *b = (j * 16 + c) as u8;
+            }
+        }
+        // SAFETY: AVX-512 was detected; loads/stores of 16-byte arrays.
+        let got = unsafe {
+            let v: [__m128i; 16] = std::array::from_fn(|j| _mm_loadu_si128(a[j].as_ptr().cast()));
+            let t = x86_transpose(v);
+            let mut o = [[0u8; 16]; 16];
+            for (c, r) in o.iter_mut().enumerate() {
+                _mm_storeu_si128(r.as_mut_ptr().cast(), t[c]);
+            }
+            o
+        };
+        for c in 0..16 {
+            for j in 0..16 {
+                assert_eq!(got[c][j], a[j][c], "out[{c}][{j}]");
+            }
+        }
+    }
+
+    /// Calls the private transpose through a wrapper with the same features.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn x86_transpose(v: [std::arch::x86_64::__m128i; 16]) -> [std::arch::x86_64::__m128i; 16] {
+        x86::transpose16_for_tests(v)
+    }
+
+    /// The kernel against `dw_plane::reference` per channel plus the requantization
+    /// written out in scalar code (round half to even), over strides, dilations,
+    /// paddings, channel multipliers, channel counts that leave partial blocks and
+    /// widths that leave partial pixel groups.
+    #[test]
+    fn dw16_matches_reference() {
+        if !avx512() {
+            return;
+        }
+        let mut st = 0x9e37_79b9u32;
+        let mut next = move || {
+            st ^= st << 13;
+            st ^= st >> 17;
+            st ^= st << 5;
+            st
+        };
+        let geo = |i: [usize; 2], k: [usize; 2], s: [usize; 2], d: [usize; 2], pad: [usize; 4]| {
+            let o = |a: usize| (i[a] + pad[a] + pad[a + 2] - ((k[a] - 1) * d[a] + 1)) / s[a] + 1;
+            Plane {
+                ih: i[0],
+                iw: i[1],
+                kh: k[0],
+                kw: k[1],
+                sh: s[0],
+                sw: s[1],
+                dh: d[0],
+                dw: d[1],
+                pt: pad[0],
+                pl: pad[1],
+                oh: o(0),
+                ow: o(1),
+            }
+        };
+        let cases = [
+            (
+                geo([7, 7], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+                37usize,
+                1usize,
+            ),
+            (geo([25, 5], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]), 16, 1),
+            (geo([17, 33], [3, 3], [2, 2], [1, 1], [0, 0, 1, 1]), 20, 1),
+            (geo([9, 12], [5, 3], [2, 1], [1, 2], [2, 1, 2, 3]), 12, 2),
+            (geo([2, 2], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]), 5, 1),
+            (geo([6, 40], [1, 7], [1, 3], [1, 1], [0, 3, 0, 3]), 33, 3),
+        ];
+        for (p, c_out, mult) in cases {
+            for (signed, zx) in [(false, 0), (false, 133), (true, -5)] {
+                let c_in = c_out.div_ceil(mult);
+                let k = p.kh * p.kw;
+                let x: Vec<u8> = (0..c_in * p.ih * p.iw).map(|_| next() as u8).collect();
+                let wv: Vec<i32> = (0..c_out * k)
+                    .map(|_| (next() % 255) as i32 - 127)
+                    .collect();
+                let bias: Vec<i32> = (0..c_out)
+                    .map(|_| (next() % 20001) as i32 - 10000)
+                    .collect();
+                let mut rec = vec![0i32; c_out * crate::linear::RECORD / 4];
+                for c in 0..c_out {
+                    let r = &mut rec[c * 8..c * 8 + 8];
+                    let m = 1.0e-4 * (1 + next() % 50) as f32;
+                    r[0] = m.to_bits() as i32;
+                    r[1] = (next() % 256) as i32 - if signed { 128 } else { 0 };
+                    let (qmin, qmax) = if signed { (-128, 127) } else { (0, 255) };
+                    r[2] = qmin + (next() % 3) as i32;
+                    r[3] = qmax - (next() % 3) as i32;
+                }
+                let n = p.oh * p.ow;
+                let mut want = vec![0u8; c_out * n];
+                for c in 0..c_out {
+                    let ic = c / mult;
+                    let plane = &x[ic * p.ih * p.iw..(ic + 1) * p.ih * p.iw];
+                    let wf: Vec<f32> = wv[c * k..(c + 1) * k].iter().map(|&w| w as f32).collect();
+                    let sums = super::super::dw_plane::reference(&p, plane, signed, zx, &wf);
+                    let r = &rec[c * 8..c * 8 + 8];
+                    let m = f32::from_bits(r[0] as u32);
+                    for (o, &s) in want[c * n..(c + 1) * n].iter_mut().zip(&sums) {
+                        let v = (s.wrapping_add(bias[c]) as f32 * m).round_ties_even();
+                        let q =
+                            (v as i64 + i64::from(r[1])).clamp(i64::from(r[2]), i64::from(r[3]));
+                        *o = q as u8;
+                    }
+                }
+                let mut got = vec![0xa5u8; c_out * n + 1];
+                let wb = weight_blocks(&wv, c_out, k);
+                let prm = params(&p, zx, signed, c_out, mult);
+                let mut scratch = vec![0f32; scratch_bytes(&p) / 4];
+                x86::entry(
+                    prm.as_ptr(),
+                    x.as_ptr(),
+                    wb.as_ptr(),
+                    bias.as_ptr(),
+                    rec.as_ptr(),
+                    got.as_mut_ptr(),
+                    scratch.as_mut_ptr(),
+                );
+                assert_eq!(
+                    &got[..c_out * n],
+                    &want[..],
+                    "{p:?} c_out {c_out} mult {mult} signed {signed}"
+                );
+                assert_eq!(got[c_out * n], 0xa5, "wrote past the result: {p:?}");
+            }
+        }
+    }
+}
