@@ -116,6 +116,10 @@ struct Job {
     row0: usize,
     /// The native tile kernel and its output buffer (scratch), if one is used.
     native: Option<(PairTile, Value)>,
+    /// `B` packed in panels of the native tile's width (`quad_pack` with a panel): the
+    /// `kp` steps of one tile's columns are contiguous, `nr · 4` bytes apart, instead of
+    /// `np · 4` bytes apart (one page apart for wide images).
+    b_panel: bool,
 }
 
 fn round_up(x: usize, m: usize) -> usize {
@@ -636,13 +640,19 @@ fn native_tile(
     let a_base = e.ic(job.a as i64);
     let ap = e.muli(mi, a_row);
     let ap = e.add(a_base, ap);
-    let bp = e.muli(ni, 4);
+    // Panels: tile column ni (a multiple of nr) starts panel ni / nr, kp · nr · 4 bytes
+    // each, so at ni · kp · 4.
+    let (bp, b_step) = if job.b_panel {
+        (e.muli(ni, (job.kp * 4) as i64), (t.nr * 4) as i64)
+    } else {
+        (e.muli(ni, 4), (job.np * 4) as i64)
+    };
     let bp = e.add(job.b, bp);
     let args = [
         ap,
         e.ic(a_row),
         bp,
-        e.ic((job.np * 4) as i64),
+        e.ic(b_step),
         e.ic(job.kp as i64),
         e.ic(mr as i64),
         buf,
@@ -1689,7 +1699,17 @@ fn quad_pack(
     n: usize,
     b: Value,
     np: usize,
+    panel: Option<usize>,
 ) -> Result<()> {
+    let kq = k.div_ceil(4);
+    // Byte offset of column `c`'s quad in step 0: row-major steps of `np` columns, or
+    // panels of `w` columns with the `kq` steps of a panel contiguous.
+    // Panels must hold whole 16-column chunks (the vector steps below).
+    let panel = panel.filter(|w| *w > 0 && w % 16 == 0);
+    let (step_bytes, panel_w) = match panel {
+        Some(w) => (4 * w, w),
+        None => (4 * np, 0),
+    };
     let z8 = e.b.ins().iconst(types::I8, 0);
     let zero = e.b.ins().splat(types::I8X16, z8);
     let f8 = e.b.ins().iconst(types::I8, 0x80);
@@ -1723,7 +1743,17 @@ fn quad_pack(
             let ab_hi = e.b.ins().shuffle(v[0], v[1], m8hi);
             let cd_lo = e.b.ins().shuffle(v[2], v[3], m8lo);
             let cd_hi = e.b.ins().shuffle(v[2], v[3], m8hi);
-            let d = e.muli(c, 64);
+            let d = if panel_w == 0 {
+                e.muli(c, 64)
+            } else {
+                // 16 columns from 16c: panel 16c / w, at (16c % w) · 4 inside it.
+                let per = (panel_w / 16) as i64;
+                let pi = e.b.ins().udiv_imm_u(c, per);
+                let pr = e.b.ins().urem_imm_u(c, per);
+                let a = e.muli(pi, (kq * 4 * panel_w) as i64);
+                let b2 = e.muli(pr, 64);
+                e.add(a, b2)
+            };
             let d = e.add(dst, d);
             for (h, (ab, cd)) in [(ab_lo, cd_lo), (ab_hi, cd_hi)].into_iter().enumerate() {
                 let lo = e.b.ins().shuffle(ab, cd, m16lo);
@@ -1746,7 +1776,12 @@ fn quad_pack(
                     }
                     None => e.i32c(0),
                 };
-                e.b.ins().istore8(mf(), v, dst, (4 * c + j) as i32);
+                let off = if panel_w == 0 {
+                    4 * c + j
+                } else {
+                    (c / panel_w) * kq * 4 * panel_w + (c % panel_w) * 4 + j
+                };
+                e.b.ins().istore8(mf(), v, dst, off as i32);
             }
         }
         Ok(())
@@ -1760,7 +1795,7 @@ fn quad_pack(
             Some(e.addi(r0, 2 * rs as i64)),
             Some(e.addi(r0, 3 * rs as i64)),
         ];
-        let d = e.muli(q, (np * 4) as i64);
+        let d = e.muli(q, step_bytes as i64);
         let d = e.add(b, d);
         quads(e, rows, d)
     })?;
@@ -1770,7 +1805,7 @@ fn quad_pack(
         for (j, r) in rows.iter_mut().enumerate().take(k % 4) {
             *r = Some(e.addi(src, ((r0 + j) * rs) as i64));
         }
-        let d = e.addi(b, ((k / 4) * np * 4) as i64);
+        let d = e.addi(b, ((k / 4) * step_bytes) as i64);
         quads(e, rows, d)?;
     }
     Ok(())
@@ -1970,6 +2005,7 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                         post: None,
                         row0: 0,
                         native: None,
+                        b_panel: false,
                     };
                     let ic0 = e.muli(bn, g.c_in as i64);
                     let xo = e.muli(ic0, isz as i64);
@@ -2032,11 +2068,11 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                 let xo = e.muli(ic0, isz as i64);
                 let xb = e.add(p.ins[0], xo);
                 if direct {
-                    quad_pack(e, xq, xb, isz, k, n, bbuf, np)?;
+                    quad_pack(e, xq, xb, isz, k, n, bbuf, np, Some(t.nr))?;
                 } else {
                     let raw = e.addi(bbuf, raw_off as i64);
                     im2col_raw(e, zx, &g, xb, raw)?;
-                    quad_pack(e, xq, raw, n, k, n, bbuf, np)?;
+                    quad_pack(e, xq, raw, n, k, n, bbuf, np, Some(t.nr))?;
                 }
                 let yo = e.muli(bn, (g.c_out * n) as i64 * ysize);
                 let yb = e.add(p.outs[0], yo);
@@ -2063,6 +2099,7 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                     post: None,
                     row0: 0,
                     native: Some((t, buf)),
+                    b_panel: true,
                 };
                 let row_start = e.muli(gi, cout_g as i64);
                 emit_gemm(e, mode, &job, epi, row_start)
@@ -2116,6 +2153,7 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                 post: None,
                 row0: 0,
                 native: native_buf(e, mode, bbuf, k, np, native),
+                b_panel: false,
             };
             let row_start = e.muli(gi, cout_g as i64);
             emit_gemm(e, mode, &job, epi, row_start)
@@ -2322,6 +2360,7 @@ pub(crate) fn gemm(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &GemmAttrs) -> Result<us
                 post: None,
                 row0: 0,
                 native: None,
+                b_panel: false,
             };
             // All n outputs in one native call (n rows of one sum each), else per row.
             let z = e.ic(0);
@@ -2388,6 +2427,7 @@ pub(crate) fn gemm(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &GemmAttrs) -> Result<us
             post: None,
             row0: 0,
             native: None,
+            b_panel: false,
         };
         e.for_n(n, |e, r| {
             let b = e.addr(buf, r, 4, 0);
@@ -2425,6 +2465,7 @@ pub(crate) fn gemm(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &GemmAttrs) -> Result<us
         post,
         row0: 0,
         native: native_buf(e, mode, p.scratch, k, np, native),
+        b_panel: false,
     };
     let z = e.ic(0);
     emit_gemm(e, mode, &job, epi, z)?;
@@ -2583,6 +2624,7 @@ pub(crate) fn matmul(cx: &mut Cx, e: &mut E, p: &Ptrs, act: Activation) -> Resul
             post: None,
             row0: 0,
             native: native_buf(e, mode, p.scratch, k, np, native),
+            b_panel: false,
         };
         let z = e.ic(0);
         emit_gemm(e, mode, &job, epi, z)?;
