@@ -547,6 +547,48 @@ fn nary(cx: &mut Cx, e: &mut E, p: &Ptrs) -> Result<usize> {
     // Same-shape 8-bit quantized add/sub/mul: 16 elements per step in vectors (the
     // scalar formulas lane by lane; exact as argued at `nary_q8_vec`), the rest below.
     let mut done = 0usize;
+    if let (Some(n), Some(f)) = (
+        nary_q8_vec_applies(cx, &op, &srcs, ry, &out)?,
+        crate::kernels::qbinary(cx.opts.kernels),
+    ) {
+        // The native kernel, all n elements.
+        let q = |r: Real| match r {
+            Real::Q { q, scale, zp } => (scale, zp, q == QType::I8),
+            Real::F32 => (1.0, 0, false),
+        };
+        let (opc, act, lo, hi) = match &op {
+            Op::Sub => (1, 0, 0.0, 0.0),
+            Op::Mul => (2, 0, 0.0, 0.0),
+            Op::Add { act } => match *act {
+                qc_ir::Activation::None => (0, 0, 0.0, 0.0),
+                qc_ir::Activation::Relu => (0, 1, 0.0, 0.0),
+                qc_ir::Activation::Clip { min, max } => (0, 2, min, max),
+            },
+            _ => (0, 0, 0.0, 0.0),
+        };
+        let prm =
+            crate::kernels::qbinary::params(q(srcs[0].0), q(srcs[1].0), q(ry), opc, act, (lo, hi));
+        let ptab = cx.pool.add(
+            &prm.iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        );
+        let mut sig = Signature::new(e.cfg.default_call_conv);
+        for _ in 0..5 {
+            sig.params.push(AbiParam::new(I64));
+        }
+        let sr = e.b.import_signature(sig);
+        let fv = e.ic(f as i64);
+        let args = [
+            e.ic(ptab as i64),
+            srcs[0].1,
+            srcs[1].1,
+            p.outs[0],
+            e.ic(n as i64),
+        ];
+        e.b.ins().call_indirect(sr, fv, &args);
+        return Ok(0);
+    }
     if let Some(n) = nary_q8_vec_applies(cx, &op, &srcs, ry, &out)? {
         nary_q8_vec(e, &op, &srcs, ry, p.outs[0], n / 16)?;
         done = (n / 16) * 16;

@@ -46,7 +46,9 @@ fn quantize_special_values() {
         let g = qc_ir::text::parse(&src).expect("parse");
         let x: Vec<f32> = (0..n).map(|i| specials[i % specials.len()]).collect();
         let t = qc_ir::Tensor::new(vec![n], qc_ir::TensorData::F32(x)).expect("tensor");
-        common::compare(&g, &[t], qc_jit::Contract::Float, Q, &src);
+        for ks in [qc_jit::KernelSet::Auto, qc_jit::KernelSet::Cranelift] {
+            common::compare_with(&g, &[t.clone()], qc_jit::Contract::Float, ks, Q, &src);
+        }
     }
 }
 
@@ -175,14 +177,19 @@ fn quantized_same_shape_binary() {
                 "i8[5,16] q(0.2, -100)",
             ),
         ] {
-            check_text(
-                &format!(
-                    "func @main(%a: {ta}, %b: {tb}) -> {ty} {{
-                       %y = {name} %a, %b {attr} : {ty}
-                       return %y }}"
-                ),
-                Q,
+            let src = format!(
+                "func @main(%a: {ta}, %b: {tb}) -> {ty} {{
+                   %y = {name} %a, %b {attr} : {ty}
+                   return %y }}"
             );
+            let g = qc_ir::text::parse(&src).expect("parse");
+            // Both the native kernel (auto) and the generated vector path.
+            for seed in [1, 2] {
+                let ins = common::inputs_for(&g, seed);
+                for ks in [qc_jit::KernelSet::Auto, qc_jit::KernelSet::Cranelift] {
+                    common::compare_with(&g, &ins, qc_jit::Contract::Float, ks, Q, &src);
+                }
+            }
         }
     }
 }

@@ -97,6 +97,32 @@ fn detect_dw16() -> Option<usize> {
 }
 pub(crate) mod gemv;
 pub(crate) mod max_pool;
+pub(crate) mod qbinary;
+
+/// The native same-shape quantized add/sub/mul, if the host has one under `ks`
+/// (contract in [`qbinary`]).
+pub(crate) fn qbinary(ks: KernelSet) -> Option<usize> {
+    match ks {
+        KernelSet::Cranelift => None,
+        KernelSet::Auto => detect_qbinary(),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect_qbinary() -> Option<usize> {
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+    {
+        return Some(qbinary::x86::entry as *const () as usize);
+    }
+    None
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect_qbinary() -> Option<usize> {
+    None
+}
 pub(crate) mod requant;
 
 /// The native `float`-contract epilogue for 8-bit results, if the host has one under

@@ -53,12 +53,25 @@ pub fn inputs_for(g: &Graph, seed: u64) -> Vec<Tensor> {
 /// Compare JIT and interpreter on `inputs`: bit for bit on non-float results,
 /// within `rtol` (plus a tiny absolute slack) on floats (`rtol = 0` means bits).
 pub fn compare(g: &Graph, inputs: &[Tensor], contract: Contract, rtol: f32, what: &str) {
+    compare_with(g, inputs, contract, qc_jit::KernelSet::Auto, rtol, what)
+}
+
+/// [`compare`] with the given kernel set.
+pub fn compare_with(
+    g: &Graph,
+    inputs: &[Tensor],
+    contract: Contract,
+    kernels: qc_jit::KernelSet,
+    rtol: f32,
+    what: &str,
+) {
     let want = qc_interp::run(g, inputs, &qc_interp::Options { contract })
         .unwrap_or_else(|e| panic!("{what}: interpreter: {e}"));
     let m = qc_jit::compile(
         g,
         &JitOptions {
             contract,
+            kernels,
             ..Default::default()
         },
     )
