@@ -1776,10 +1776,9 @@ fn quad_pack(
                     }
                     None => e.i32c(0),
                 };
-                let off = if panel_w == 0 {
-                    4 * c + j
-                } else {
-                    (c / panel_w) * kq * 4 * panel_w + (c % panel_w) * 4 + j
+                let off = match c.checked_div(panel_w) {
+                    None => 4 * c + j,
+                    Some(pi) => pi * kq * 4 * panel_w + (c % panel_w) * 4 + j,
                 };
                 e.b.ins().istore8(mf(), v, dst, off as i32);
             }

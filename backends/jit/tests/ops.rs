@@ -47,7 +47,14 @@ fn quantize_special_values() {
         let x: Vec<f32> = (0..n).map(|i| specials[i % specials.len()]).collect();
         let t = qc_ir::Tensor::new(vec![n], qc_ir::TensorData::F32(x)).expect("tensor");
         for ks in [qc_jit::KernelSet::Auto, qc_jit::KernelSet::Cranelift] {
-            common::compare_with(&g, &[t.clone()], qc_jit::Contract::Float, ks, Q, &src);
+            common::compare_with(
+                &g,
+                std::slice::from_ref(&t),
+                qc_jit::Contract::Float,
+                ks,
+                Q,
+                &src,
+            );
         }
     }
 }
