@@ -51,6 +51,10 @@ pub(crate) extern "C" fn entry(params: *const i64, x: *const u8, y: *mut u8) {
     // loop over contiguous bytes, which the compiler vectorizes), then per output the
     // maximum of that row at the valid column taps.
     let mut tmp = vec![0u8; iw];
+    // Per output column: the first tap's input column and its valid taps, computed
+    // once for all rows and channels.
+    let cols: Vec<(isize, usize, usize)> =
+        (0..ow).map(|ox| range(ox, sw, dw, kw, pl, iw)).collect();
     for c in 0..nc {
         let xp = &x[c * ih * iw..(c + 1) * ih * iw];
         let yp = &mut y[c * oh * ow..(c + 1) * oh * ow];
@@ -69,14 +73,17 @@ pub(crate) extern "C" fn entry(params: *const i64, x: *const u8, y: *mut u8) {
                     *t = (*t).max(b ^ flip);
                 }
             }
-            for (ox, out) in yrow.iter_mut().enumerate() {
-                let (x0, kx0, kx1) = range(ox, sw, dw, kw, pl, iw);
-                let mut best: Option<u8> = None;
-                for kx in kx0..kx1 {
-                    let b = tmp[(x0 + (kx * dw) as isize) as usize];
-                    best = Some(best.map_or(b, |m| m.max(b)));
+            for (out, &(x0, kx0, kx1)) in yrow.iter_mut().zip(&cols) {
+                if kx0 >= kx1 {
+                    *out = zp;
+                    continue;
                 }
-                *out = best.map_or(zp, |b| b ^ flip);
+                let first = (x0 + (kx0 * dw) as isize) as usize;
+                let mut best = tmp[first];
+                for kx in kx0 + 1..kx1 {
+                    best = best.max(tmp[first + (kx - kx0) * dw]);
+                }
+                *out = best ^ flip;
             }
         }
     }
