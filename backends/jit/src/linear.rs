@@ -120,6 +120,10 @@ struct Job {
     /// `kp` steps of one tile's columns are contiguous, `nr · 4` bytes apart, instead of
     /// `np · 4` bytes apart (one page apart for wide images).
     b_panel: bool,
+    /// Implicit-GEMM convolution (`kernels::quad_taps`): the tap offset table's address,
+    /// the tap count, the quads per tap and the kernel's address. `kp` is then
+    /// `taps · quads per tap`.
+    taps: Option<(usize, usize, usize, usize)>,
 }
 
 fn round_up(x: usize, m: usize) -> usize {
@@ -648,17 +652,38 @@ fn native_tile(
         (e.muli(ni, 4), (job.np * 4) as i64)
     };
     let bp = e.add(job.b, bp);
-    let args = [
-        ap,
-        e.ic(a_row),
-        bp,
-        e.ic(b_step),
-        e.ic(job.kp as i64),
-        e.ic(mr as i64),
-        buf,
-    ];
-    let f = e.ic(t.addr as i64);
-    e.b.ins().call_indirect(sr, f, &args);
+    if let Some((toff, ntaps, kq_t, ft)) = job.taps {
+        let mut sig = Signature::new(e.cfg.default_call_conv);
+        for _ in 0..9 {
+            sig.params.push(AbiParam::new(I64));
+        }
+        let tsr = e.b.import_signature(sig);
+        let args = [
+            ap,
+            e.ic(a_row),
+            bp,
+            e.ic(b_step),
+            e.ic(kq_t as i64),
+            e.ic(mr as i64),
+            buf,
+            e.ic(toff as i64),
+            e.ic(ntaps as i64),
+        ];
+        let f = e.ic(ft as i64);
+        e.b.ins().call_indirect(tsr, f, &args);
+    } else {
+        let args = [
+            ap,
+            e.ic(a_row),
+            bp,
+            e.ic(b_step),
+            e.ic(job.kp as i64),
+            e.ic(mr as i64),
+            buf,
+        ];
+        let f = e.ic(t.addr as i64);
+        e.b.ins().call_indirect(sr, f, &args);
+    }
     // Native tiles imply `KernelSet::Auto`, so the native epilogue may be used too.
     let rq = kernels::requant_tile(crate::KernelSet::Auto);
     if native_requant(e, rq, mode, job, epi, mi, ni, buf, t.nr, mr, cols) {
@@ -1687,6 +1712,59 @@ fn quad_setup(
     Ok(Some((t, a, b)))
 }
 
+/// The implicit-GEMM form of a quantized conv with one group (`kernels::quad_taps`):
+/// `A` row `r` holds, tap by tap (`(ky, kx)` in order), the `kq_t` quads of `w' = w -
+/// zw` over the input channels (zero past `c_in`), and the folded bias is the quad
+/// form's (`bias - zx' · Σ w'`, exactness argued at [`quad_setup`]: every tap of the
+/// padded input reads `zx` where the conv pads). `None` when a `w'` leaves i8 or the
+/// bias is not constant. Returns (tile, packed `A`, folded bias, quads per tap).
+#[allow(clippy::too_many_arguments)]
+fn taps_setup(
+    cx: &mut Cx,
+    wt: &Tensor,
+    pw: &QuantParams,
+    c_out: usize,
+    c_in: usize,
+    taps: usize,
+    xq: QType,
+    zx: i32,
+) -> Result<Option<(PairTile, usize, usize, usize)>> {
+    let Some(t) = kernels::quad_tile(cx.opts.kernels) else {
+        return Ok(None);
+    };
+    let k = c_in * taps;
+    let wv = shifted_weights(cx, wt, pw, 0)?;
+    if wv.len() != c_out * k || wv.iter().any(|&w| !(-128..=127).contains(&w)) {
+        return Ok(None);
+    }
+    let bias: Vec<i64> = if cx.node.inputs.len() > 2 {
+        match cx.const_in(2) {
+            Some(b) if b.dims().iter().product::<usize>() == c_out => b.to_i64_vec(),
+            _ => return Ok(None),
+        }
+    } else {
+        vec![0; c_out]
+    };
+    let zxp = i64::from(if xq == QType::U8 { zx } else { zx + 128 });
+    let kq_t = c_in.div_ceil(4);
+    let row = taps * kq_t * 4;
+    let mut pa = vec![0u8; c_out * row];
+    let mut init = Vec::with_capacity(c_out);
+    for r in 0..c_out {
+        // ONNX order of a row: channel, then the taps of the kernel window.
+        let w = &wv[r * k..(r + 1) * k];
+        for c in 0..c_in {
+            for tap in 0..taps {
+                pa[r * row + tap * kq_t * 4 + c] = w[c * taps + tap] as i8 as u8;
+            }
+        }
+        let sum: i64 = w.iter().map(|&v| i64::from(v)).sum();
+        // Wrapping to i32 is reduction modulo 2^32, like every other step of the sum.
+        init.push((bias[r] - zxp * sum) as i32);
+    }
+    Ok(Some((t, cx.pool.add(&pa), cx.pool.add_i32(&init), kq_t)))
+}
+
 /// Quad packing: `k` rows of `n` bytes (row `r` at `src + r * rs`) into u8 quads of
 /// `B` (`np` columns per quad step); i8 bytes get their top bit flipped (`x + 128`).
 #[allow(clippy::too_many_arguments)]
@@ -2005,6 +2083,7 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                         row0: 0,
                         native: None,
                         b_panel: false,
+                        taps: None,
                     };
                     let ic0 = e.muli(bn, g.c_in as i64);
                     let xo = e.muli(ic0, isz as i64);
@@ -2047,6 +2126,120 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                 })?;
                 return Ok(scratch);
             }
+        }
+    }
+    // Stride-1 convs of one group with a window: implicit GEMM over the taps of a
+    // zero-point-padded copy of the input (no im2col). Outputs are computed on the
+    // padded width (the extra columns discarded), then compacted.
+    let flat2 = g.in_sp[0] == 1 && g.out_sp[0] == 1 && g.k[0] == 1 && g.pad[0] == 0;
+    let window = g.k[1] * g.k[2] > 1;
+    if let (Mode::Q { xq, zx }, true, Some(ft), Some(pw), 1) = (
+        mode,
+        flat2 && window && g.group == 1 && g.stride == [1, 1, 1] && ysize == 1,
+        kernels::quad_taps(cx.opts.kernels),
+        &w.quant,
+        g.group,
+    ) {
+        let taps = g.k[1] * g.k[2];
+        if let Some((t, qa, qinit, kq_t)) = taps_setup(cx, &wt, pw, g.c_out, g.c_in, taps, xq, zx)?
+        {
+            let (ih, iw) = (g.in_sp[1], g.in_sp[2]);
+            let (oh, ow) = (g.out_sp[1], g.out_sp[2]);
+            let (pt, pl) = (g.pad[1], g.pad[2]);
+            let hp = oh + (g.k[1] - 1) * g.dil[1];
+            let wp = ow + (g.k[2] - 1) * g.dil[2];
+            let np_out = oh * wp;
+            let max_off = (g.k[1] - 1) * g.dil[1] * wp + (g.k[2] - 1) * g.dil[2];
+            let np = round_up(round_up(np_out, t.nr) + max_off, t.nr).max(hp * wp);
+            let np = round_up(np, t.nr);
+            let toff: Vec<u8> = (0..g.k[1])
+                .flat_map(|ky| (0..g.k[2]).map(move |kx| (ky, kx)))
+                .flat_map(|(ky, kx)| {
+                    (((ky * g.dil[1] * wp + kx * g.dil[2]) * 4) as u64).to_le_bytes()
+                })
+                .collect();
+            let toff = cx.pool.add(&toff);
+            let kq_bytes = round_up(kq_t * np * 4, 64);
+            let raw_off = kq_bytes;
+            let buf_off = round_up(raw_off + g.c_in * np, 64);
+            let tmp_off = round_up(buf_off + t.mr * t.nr * 4, 64);
+            let scratch = tmp_off + g.c_out * np_out + 64;
+            let byte = e.i32c(zx);
+            let b8 = e.b.ins().ireduce(types::I8, byte);
+            let zv = e.b.ins().splat(types::I8X16, b8);
+            let used = iw.min(wp.saturating_sub(pl));
+            e.for_n(g.batch, |e, bn| {
+                let xo = e.muli(bn, (g.c_in * isz) as i64);
+                let xb = e.add(p.ins[0], xo);
+                let raw = e.addi(bbuf, raw_off as i64);
+                fill_static(e, raw, g.c_in * np, zv, byte);
+                if used > 0 {
+                    e.for_n(g.c_in, |e, c| {
+                        let so = e.muli(c, isz as i64);
+                        let src_c = e.add(xb, so);
+                        let dof = e.muli(c, np as i64);
+                        let dst_c = e.add(raw, dof);
+                        for iy in 0..ih {
+                            let py = iy + pt;
+                            if py >= hp {
+                                break;
+                            }
+                            let s = e.addi(src_c, (iy * iw) as i64);
+                            let d = e.addi(dst_c, (py * wp + pl) as i64);
+                            copy_static(e, d, s, used);
+                        }
+                        Ok(())
+                    })?;
+                }
+                quad_pack(e, xq, raw, np, g.c_in, np, bbuf, np, None)?;
+                let tmp = e.addi(bbuf, tmp_off as i64);
+                let buf = e.addi(bbuf, buf_off as i64);
+                let init = e.ic(qinit as i64);
+                let job = Job {
+                    m: g.c_out,
+                    n: np_out,
+                    kp: taps * kq_t,
+                    k: g.c_in * taps,
+                    np,
+                    a: qa,
+                    b: bbuf,
+                    out: Strided {
+                        ptr: tmp,
+                        sm: np_out as i64,
+                        sn: 1,
+                    },
+                    init: Some(Strided {
+                        ptr: init,
+                        sm: 1,
+                        sn: 0,
+                    }),
+                    post: None,
+                    row0: 0,
+                    native: Some((t, buf)),
+                    b_panel: false,
+                    taps: Some((toff, taps, kq_t, ft)),
+                };
+                let z = e.ic(0);
+                emit_gemm(e, mode, &job, epi, z)?;
+                // Keep the ow real columns of each row.
+                let yo = e.muli(bn, (g.c_out * n) as i64);
+                let yb = e.add(p.outs[0], yo);
+                e.for_n(g.c_out, |e, c| {
+                    let so = e.muli(c, np_out as i64);
+                    let s = e.add(tmp, so);
+                    let dof = e.muli(c, n as i64);
+                    let d = e.add(yb, dof);
+                    e.for_n(oh, |e, oy| {
+                        let s2 = e.muli(oy, wp as i64);
+                        let s2 = e.add(s, s2);
+                        let d2 = e.muli(oy, ow as i64);
+                        let d2 = e.add(d, d2);
+                        copy_static(e, d2, s2, ow);
+                        Ok(())
+                    })
+                })
+            })?;
+            return Ok(scratch);
         }
     }
     let quad = match (mode, &w.quant) {
@@ -2099,6 +2292,7 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                     row0: 0,
                     native: Some((t, buf)),
                     b_panel: true,
+                    taps: None,
                 };
                 let row_start = e.muli(gi, cout_g as i64);
                 emit_gemm(e, mode, &job, epi, row_start)
@@ -2153,6 +2347,7 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                 row0: 0,
                 native: native_buf(e, mode, bbuf, k, np, native),
                 b_panel: false,
+                taps: None,
             };
             let row_start = e.muli(gi, cout_g as i64);
             emit_gemm(e, mode, &job, epi, row_start)
@@ -2360,6 +2555,7 @@ pub(crate) fn gemm(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &GemmAttrs) -> Result<us
                 row0: 0,
                 native: None,
                 b_panel: false,
+                taps: None,
             };
             // All n outputs in one native call (n rows of one sum each), else per row.
             let z = e.ic(0);
@@ -2427,6 +2623,7 @@ pub(crate) fn gemm(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &GemmAttrs) -> Result<us
             row0: 0,
             native: None,
             b_panel: false,
+            taps: None,
         };
         e.for_n(n, |e, r| {
             let b = e.addr(buf, r, 4, 0);
@@ -2465,6 +2662,7 @@ pub(crate) fn gemm(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &GemmAttrs) -> Result<us
         row0: 0,
         native: native_buf(e, mode, p.scratch, k, np, native),
         b_panel: false,
+        taps: None,
     };
     let z = e.ic(0);
     emit_gemm(e, mode, &job, epi, z)?;
@@ -2624,6 +2822,7 @@ pub(crate) fn matmul(cx: &mut Cx, e: &mut E, p: &Ptrs, act: Activation) -> Resul
             row0: 0,
             native: native_buf(e, mode, p.scratch, k, np, native),
             b_panel: false,
+            taps: None,
         };
         let z = e.ic(0);
         emit_gemm(e, mode, &job, epi, z)?;

@@ -259,6 +259,20 @@ fn detect_quad() -> Option<PairTile> {
     None
 }
 
+/// The quad kernel over taps (implicit-GEMM convolution), when the quad kernel exists:
+/// its address (`x86::dpbusd512_taps_entry`; tile shape that of [`quad_tile`]).
+pub(crate) fn quad_taps(ks: KernelSet) -> Option<usize> {
+    quad_tile(ks)?;
+    #[cfg(target_arch = "x86_64")]
+    {
+        Some(x86::dpbusd512_taps_entry as *const () as usize)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
+}
+
 // The AVX-512 intrinsics are stable since Rust 1.89, the workspace's `rust-version`.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -344,6 +358,82 @@ mod x86 {
                 let o = out.add(r * NR512);
                 _mm512_storeu_si512(o.cast(), acc[0]);
                 _mm512_storeu_si512(o.add(16).cast(), acc[1]);
+            }
+        }
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512F/BW/VNNI; the pointers satisfy the tap-kernel contract.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn dpbusd512_taps<const R: usize>(
+        a: *const u8,
+        a_row: usize,
+        b: *const u8,
+        b_step: usize,
+        kq: usize,
+        out: *mut i32,
+        toff: *const usize,
+        ntaps: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_si512(); 2]; R];
+        for t in 0..ntaps {
+            // SAFETY: the contract: tap t's kq steps of B start toff[t] bytes past b
+            // and hold nr columns of quads each; A's row r holds ntaps · kq quads.
+            unsafe {
+                let bt = b.add(*toff.add(t));
+                let at = a.add(4 * t * kq);
+                for q in 0..kq {
+                    let bp = bt.add(q * b_step);
+                    let b0 = _mm512_loadu_si512(bp.cast());
+                    let b1 = _mm512_loadu_si512(bp.add(64).cast());
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let av = (at.add(r * a_row + 4 * q) as *const i32).read_unaligned();
+                        let av = _mm512_set1_epi32(av);
+                        acc[0] = _mm512_dpbusd_epi32(acc[0], b0, av);
+                        acc[1] = _mm512_dpbusd_epi32(acc[1], b1, av);
+                    }
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            // SAFETY: out holds R × NR512 i32 (contract).
+            unsafe {
+                let o = out.add(r * NR512);
+                _mm512_storeu_si512(o.cast(), acc[0]);
+                _mm512_storeu_si512(o.add(16).cast(), acc[1]);
+            }
+        }
+    }
+
+    /// The C-ABI entry of the AVX-512 quad kernel over taps (`mr` in `1..=MR512`):
+    /// the quad kernel's sum, with the `kq` steps of B repeated for each of `ntaps`
+    /// taps, tap `t`'s steps starting `toff[t]` bytes past `b` and its A quads at
+    /// `4 · t · kq` in each row (rows of `ntaps · kq` quads). Exactness as the quad
+    /// kernel's.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) extern "C" fn dpbusd512_taps_entry(
+        a: *const u8,
+        a_row: usize,
+        b: *const u8,
+        b_step: usize,
+        kq: usize,
+        mr: usize,
+        out: *mut i32,
+        toff: *const usize,
+        ntaps: usize,
+    ) {
+        // SAFETY: only handed out by `detect_quad_taps` after AVX-512F/BW/VNNI were
+        // detected; generated code passes pointers satisfying the contract.
+        unsafe {
+            match mr {
+                1 => dpbusd512_taps::<1>(a, a_row, b, b_step, kq, out, toff, ntaps),
+                2 => dpbusd512_taps::<2>(a, a_row, b, b_step, kq, out, toff, ntaps),
+                3 => dpbusd512_taps::<3>(a, a_row, b, b_step, kq, out, toff, ntaps),
+                4 => dpbusd512_taps::<4>(a, a_row, b, b_step, kq, out, toff, ntaps),
+                5 => dpbusd512_taps::<5>(a, a_row, b, b_step, kq, out, toff, ntaps),
+                6 => dpbusd512_taps::<6>(a, a_row, b, b_step, kq, out, toff, ntaps),
+                _ => {}
             }
         }
     }
