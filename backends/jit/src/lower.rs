@@ -398,6 +398,27 @@ fn unary(cx: &mut Cx, e: &mut E, p: &Ptrs) -> Result<usize> {
     let dst = p.outs[0];
     // f32 to 8-bit quantize: 16 elements per step, the rest below.
     let mut done = 0;
+    if let (Op::Quantize, Real::F32, Real::Q { q, scale, zp }, Some(f)) =
+        (&op, rx, ry, crate::kernels::quantize(cx.opts.kernels))
+    {
+        if matches!(q, QType::U8 | QType::I8) {
+            let prm = [scale.to_bits(), zp as u32, u32::from(q == QType::I8)];
+            let ptab = cx.pool.add(
+                &prm.iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect::<Vec<u8>>(),
+            );
+            let mut sig = Signature::new(e.cfg.default_call_conv);
+            for _ in 0..4 {
+                sig.params.push(AbiParam::new(I64));
+            }
+            let sr = e.b.import_signature(sig);
+            let fv = e.ic(f as i64);
+            let args = [e.ic(ptab as i64), src, dst, e.ic(n as i64)];
+            e.b.ins().call_indirect(sr, fv, &args);
+            return Ok(0);
+        }
+    }
     if let (Op::Quantize, Real::F32, Real::Q { q, scale, zp }) = (&op, rx, ry) {
         if matches!(q, QType::U8 | QType::I8) {
             e.for_n(n / 16, |e, ci| {

@@ -98,6 +98,16 @@ fn detect_dw16() -> Option<usize> {
 pub(crate) mod gemv;
 pub(crate) mod max_pool;
 pub(crate) mod qbinary;
+pub(crate) mod quantize;
+
+/// The native f32 → 8-bit quantize, if the host has one under `ks` (contract in
+/// [`quantize`]).
+pub(crate) fn quantize(ks: KernelSet) -> Option<usize> {
+    match ks {
+        KernelSet::Cranelift => None,
+        KernelSet::Auto => detect_qbinary().map(|_| quantize::x86::entry as *const () as usize),
+    }
+}
 
 /// The native same-shape quantized add/sub/mul, if the host has one under `ks`
 /// (contract in [`qbinary`]).
