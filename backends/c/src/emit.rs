@@ -9,7 +9,13 @@
 //! - Values resolve to pointers through [`Em::ptr`]: a binding of the entry point
 //!   (graph inputs/outputs, the quantized boundary buffers), a constant array, or
 //!   `arena + offset` from the memory plan. Values the plan does not place and no
-//!   binding names are a [`Error::Graph`], never an out-of-bounds pointer.
+//!   binding names are a [`Error::Graph`], never an out-of-bounds pointer. Two values
+//!   have the same pointer only when the plan made one reuse the other in place (a
+//!   copy between them is then omitted); in `NAME_run_quantized` a boundary value
+//!   bound to a parameter no longer shares, so the kernels simply read one buffer and
+//!   write another.
+//! - The plan is the in-place one unless the plain plan packs smaller (the packing is
+//!   a greedy heuristic either way).
 //! - The schedule is the graph's node order, the order the plan's lifetimes are
 //!   computed over.
 
@@ -567,7 +573,15 @@ pub(crate) fn emit(g: &Graph, opts: &CgenOptions) -> Result<CSource> {
             opts.name
         )));
     }
-    let plan = memplan::plan(g)?;
+    // In-place results where the kernels allow them; the plain plan if the greedy
+    // packing happens to do better without (it is a heuristic either way).
+    let plain = memplan::plan(g)?;
+    let shared = memplan::plan_with(g, &ops::in_place_operands)?;
+    let plan = if shared.arena_bytes <= plain.arena_bytes {
+        shared
+    } else {
+        plain
+    };
     let name = opts.name.clone();
     let mut em = Em {
         g,

@@ -54,7 +54,8 @@ fn is_f32(t: &TensorType) -> bool {
 }
 
 /// Whether the node is an f32-only node of an op this module handles.
-pub(crate) fn applies(em: &Em, node: &qc_ir::Node) -> bool {
+pub(crate) fn applies(g: &qc_ir::Graph, node: &qc_ir::Node) -> bool {
+    let ty = |v: ValueId| g.values.get(v.index()).map(|x| &x.ty);
     let op_ok = match &node.op {
         Op::MaxPool { .. } => node.outputs.len() == 1,
         Op::MatMul { .. } => {
@@ -62,7 +63,7 @@ pub(crate) fn applies(em: &Em, node: &qc_ir::Node) -> bool {
                 && node
                     .inputs
                     .iter()
-                    .all(|&v| em.ty(v).is_ok_and(|t| t.shape.rank() == 2))
+                    .all(|&v| ty(v).is_some_and(|t| t.shape.rank() == 2))
         }
         Op::Conv(_)
         | Op::Gemm(_)
@@ -86,7 +87,7 @@ pub(crate) fn applies(em: &Em, node: &qc_ir::Node) -> bool {
             .inputs
             .iter()
             .chain(&node.outputs)
-            .all(|&v| em.ty(v).is_ok_and(is_f32))
+            .all(|&v| ty(v).is_some_and(is_f32))
 }
 
 fn lit(cx: &FCx, x: f32) -> Result<String> {
@@ -99,7 +100,7 @@ fn i32c(cx: &FCx, v: usize) -> Result<i32> {
 
 /// C statements applying a fused activation to the float `v` (the `qc_ir::real`
 /// formulas; an infinite clip bound is no comparison at all).
-fn act_code(cx: &FCx, a: Activation) -> Result<String> {
+pub(crate) fn act_code(cx: &FCx, a: Activation) -> Result<String> {
     Ok(match a {
         Activation::None => String::new(),
         Activation::Relu => "if (v < 0.0f) { v = 0.0f; }".into(),

@@ -11,7 +11,10 @@
 //!   `NAME_<IN|OUT>k_RANK`, `NAME_<IN|OUT>k_SHAPE` and, for quantized boundaries,
 //!   `NAME_<IN|OUT>k_SCALE` / `NAME_<IN|OUT>k_ZERO_POINT`.
 //! - Every node-computed value lives in one arena at the offset
-//!   `qc_passes::memplan::plan` gives it; weights are `static const` arrays.
+//!   `qc_passes::memplan::plan_with` gives it, results of elementwise kernels reusing
+//!   their operand's buffer where the planner allows it (`ops::in_place_operands`
+//!   names the kernels; a reshape then copies nothing); weights are `static const`
+//!   arrays.
 //!
 //! **Invariants of the emitted C.**
 //! - C99, no heap, no recursion, no VLAs; it includes only `<stdint.h>`, `<stddef.h>`
@@ -26,6 +29,13 @@
 //!   contract's requantization multiplies in f32.
 //! - An op or type combination without a kernel is an [`Error::Unsupported`] naming the
 //!   node, never wrong code.
+//! - A kernel whose result shares its operand's buffer (in-place) reads element `i`
+//!   of that operand before writing element `i` of the result and never reads an
+//!   element after writing it; every other kernel's result is disjoint from all its
+//!   operands (the memory plan's invariant).
+//! - Float appears only where the model computes in float: f32 kernels, casts from or
+//!   to f32, `dynamic_quantize`, and f32 `reduce_mean`, which sums in `double` as the
+//!   interpreter does.
 //! - Float kernels (`float_ops`: f32 models and float parts) repeat the interpreter's
 //!   f32 operations in its order; they need the C compiler not to contract `a * b + c`
 //!   (GCC's default in ISO modes such as `-std=c99`). f32 softmax/sigmoid/tanh are
@@ -210,15 +220,29 @@ pub fn quantized_boundaries(g: &Graph) -> Option<(Vec<qc_ir::TensorType>, Vec<qc
     Some((ins.collect::<Option<_>>()?, outs.collect::<Option<_>>()?))
 }
 
+/// The operands whose buffer the C kernel of `node` may overwrite with its result:
+/// the callback [`emit`] passes to `qc_passes::memplan::plan_with`. Not a stable API
+/// (for tests and reports).
+#[doc(hidden)]
+pub fn in_place_operands(g: &Graph, node: NodeId) -> Vec<usize> {
+    ops::in_place_operands(g, node)
+}
+
 /// The integer soft-float and requantization helpers as C source, for the host
 /// tests that check them against the host's IEEE arithmetic. Not a stable API.
 #[doc(hidden)]
 pub fn runtime_helpers_for_tests() -> String {
     use runtime::Piece;
-    [Piece::F32Key, Piece::F32Add, Piece::F32Div, Piece::Thresh32]
-        .iter()
-        .map(|p| p.source())
-        .collect()
+    [
+        Piece::F32Key,
+        Piece::F32Add,
+        Piece::F32Div,
+        Piece::Thresh32,
+        Piece::Round24,
+    ]
+    .iter()
+    .map(|p| p.source())
+    .collect()
 }
 
 #[cfg(test)]

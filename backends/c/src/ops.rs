@@ -7,6 +7,11 @@
 //! `qc_qmath::Requantizer` for conv/gemm, and "dequantize → f32 op → quantize" for
 //! everything else, which [`crate::exact`] turns into integer tables.
 //!
+//! Rare ops (n-ary sum, prelu, cast, reduce_mean, conv_transpose, conv_integer,
+//! batched matmul, matmul_integer, dynamic_quantize, max pool with indices) are
+//! inline statements with literal geometry rather than shared kernels; integer
+//! accumulations there wrap in `uint32_t`, and f32 ones follow the interpreter's order.
+//!
 //! **Invariants.** Every table index the C code forms is in range by construction:
 //! codes are offset by their type's minimum (tables have one entry per code of an
 //! 8-bit type), and window/broadcast loops are bounded by the geometry validated here
@@ -14,7 +19,7 @@
 
 use qc_ir::real;
 use qc_ir::{
-    Activation, DType, Node, NodeId, Op, PoolAttrs, QType, QuantParams, TensorType, ValueId,
+    Activation, DType, Graph, Node, NodeId, Op, PoolAttrs, QType, QuantParams, TensorType, ValueId,
 };
 use qc_qmath::{Contract, Requantizer};
 
@@ -81,7 +86,7 @@ fn qmin(q: QType) -> i64 {
 
 /// Emit the statement of one node.
 pub(crate) fn node(em: &mut Em, id: NodeId, node: &Node) -> Result<String> {
-    if crate::float_ops::applies(em, node) {
+    if crate::float_ops::applies(em.g, node) {
         return crate::float_ops::node(em, &crate::float_ops::FCx { id, node });
     }
     let cx = Cx { id, node };
@@ -117,8 +122,11 @@ pub(crate) fn node(em: &mut Em, id: NodeId, node: &Node) -> Result<String> {
                     .and_then(|v| em.ty(v))
                     .is_ok_and(|t| t.shape.rank() == 2)
             };
-            if node.inputs.len() != 2 || !two_d(0) || !two_d(1) {
-                return Err(cx.err("matmul other than 2-D x 2-D"));
+            if node.inputs.len() != 2 {
+                return Err(cx.err("matmul takes two operands"));
+            }
+            if !two_d(0) || !two_d(1) {
+                return batched_matmul(em, &cx, *act, false);
             }
             let attrs = qc_ir::GemmAttrs {
                 alpha: 1.0,
@@ -137,6 +145,10 @@ pub(crate) fn node(em: &mut Em, id: NodeId, node: &Node) -> Result<String> {
             count_include_pad,
         } => avg_pool(em, &cx, pool, *count_include_pad),
         Op::GlobalAveragePool => global_avg_pool(em, &cx),
+        Op::MaxPool {
+            pool,
+            storage_order,
+        } if node.outputs.len() == 2 => max_pool_indices(em, &cx, pool, *storage_order),
         Op::MaxPool { pool, .. } => max_pool(em, &cx, Some(pool)),
         Op::GlobalMaxPool => max_pool(em, &cx, None),
         Op::Softmax { axis } => softmax(em, &cx, *axis),
@@ -144,17 +156,107 @@ pub(crate) fn node(em: &mut Em, id: NodeId, node: &Node) -> Result<String> {
         Op::Transpose { perm } => transpose(em, &cx, perm),
         Op::Concat { axis } => concat(em, &cx, *axis),
         Op::Pad { pads, value } => pad(em, &cx, pads, *value),
-        Op::DynamicQuantize
+        Op::Sum => sum(em, &cx),
+        Op::PRelu => prelu(em, &cx),
+        Op::Cast { to } => cast(em, &cx, *to),
+        Op::ReduceMean { axes, .. } => reduce_mean(em, &cx, axes),
+        Op::ConvTranspose(a) => conv_transpose(em, &cx, a),
+        Op::ConvInteger(a) => conv_integer(em, &cx, a),
+        Op::MatMulInteger => batched_matmul(em, &cx, Activation::None, true),
+        Op::DynamicQuantize => dynamic_quantize(em, &cx),
+        Op::Div | Op::Lrn(_) => Err(cx.err("no C kernel for this op yet")),
+    }
+}
+
+/// The operands whose buffer the kernel of node `id` may overwrite with its result
+/// (the callback of `qc_passes::memplan::plan_with`; the planner still checks the
+/// lifetimes and sizes).
+///
+/// Only kernels that are elementwise over the result's flat index qualify: each reads
+/// element `i` of that operand before writing element `i` of the result and never
+/// reads an element it has written — the table maps (`unary_map`, typed reshapes),
+/// the plain copies of reshape/identity (then no copy is emitted at all), the
+/// quantized add/sub/mul (`binary_exact`), the n-ary sum, prelu's x, and the f32
+/// unary and binary loops. An operand qualifies only when it has the result's element
+/// count and a compatible element type, so a broadcast operand (read many times)
+/// never does.
+pub(crate) fn in_place_operands(g: &Graph, id: NodeId) -> Vec<usize> {
+    let Some(node) = g.nodes.get(id.index()) else {
+        return Vec::new();
+    };
+    let [y] = node.outputs.as_slice() else {
+        return Vec::new();
+    };
+    let Some(ty) = g.values.get(y.index()).map(|v| &v.ty) else {
+        return Vec::new();
+    };
+    let elementwise = match &node.op {
+        Op::Dequantize
+        | Op::Requantize
+        | Op::Identity
+        | Op::Relu
+        | Op::LeakyRelu { .. }
+        | Op::Clip { .. }
+        | Op::Sigmoid
+        | Op::HardSigmoid { .. }
+        | Op::HardSwish
+        | Op::Tanh
+        | Op::Flatten { .. }
+        | Op::Reshape { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. } => node.inputs.len() == 1,
+        Op::Add { .. } | Op::Sub | Op::Mul => node.inputs.len() == 2,
+        Op::Div => crate::float_ops::applies(g, node),
+        // The n-ary sum reads every operand at its broadcast position of element `o`
+        // before writing element `o`.
+        Op::Sum => !node.inputs.is_empty(),
+        // PRelu reads x[o] (and the slope, a different or full-shape buffer) first.
+        Op::PRelu => node.inputs.len() == 2,
+        // Float quantize: 4-byte operand, 1-byte result, never equal sizes.
+        Op::Quantize
+        | Op::Conv(_)
+        | Op::Gemm(_)
+        | Op::MatMul { .. }
+        | Op::AveragePool { .. }
+        | Op::GlobalAveragePool
+        | Op::MaxPool { .. }
+        | Op::GlobalMaxPool
+        | Op::Softmax { .. }
+        | Op::BatchNorm { .. }
+        | Op::Transpose { .. }
+        | Op::Concat { .. }
+        | Op::Pad { .. }
+        | Op::DynamicQuantize
         | Op::Cast { .. }
         | Op::ConvInteger(_)
         | Op::ConvTranspose(_)
         | Op::MatMulInteger
-        | Op::Div
-        | Op::Sum
-        | Op::PRelu
         | Op::ReduceMean { .. }
-        | Op::Lrn(_) => Err(cx.err("no C kernel for this op yet")),
+        | Op::Lrn(_) => false,
+    };
+    if !elementwise {
+        return Vec::new();
     }
+    let n = numel(ty);
+    // The same C element type, or two 8-bit ones (character types may alias each
+    // other; other pairs such as int32_t/float would break strict aliasing).
+    let compatible = |d: DType| d == ty.dtype || (d.size() == 1 && ty.dtype.size() == 1);
+    let candidates = if matches!(node.op, Op::PRelu) {
+        1
+    } else {
+        node.inputs.len()
+    };
+    node.inputs
+        .iter()
+        .take(candidates)
+        .enumerate()
+        .filter(|(_, &x)| {
+            g.values
+                .get(x.index())
+                .is_some_and(|v| numel(&v.ty) == n && compatible(v.ty.dtype))
+        })
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// Geometry (`[h, w]` view) of NC + 1 or 2 spatial dims.
@@ -2399,5 +2501,1100 @@ static void {kname}(const {xt} *x, {yt} *y, const int32_t *d, const int32_t *xd,
     let tabarg = map.map(|t| format!(", {t}")).unwrap_or_default();
     Ok(format!(
         "    {kname}({px}, {py}, {dn}, {xn}, {bn}, ({yt}){fill}{tabarg});\n"
+    ))
+}
+
+// ---------------------------------------------------------------------------------
+// N-ary sum, PRelu, cast, reduce mean: statements inlined per node (rare ops, so
+// no shared kernel), loops over a 4-D view with literal extents and strides.
+
+/// `[1, .., dims]` as four int32 extents.
+fn dims4(cx: &Cx, dims: &[usize]) -> Result<[i32; 4]> {
+    if dims.len() > 4 {
+        return Err(cx.err("rank above 4"));
+    }
+    let mut d4 = [1i32; 4];
+    for (i, &d) in dims.iter().enumerate() {
+        d4[4 - dims.len() + i] = i32c(cx, d)?;
+    }
+    Ok(d4)
+}
+
+/// Nested `for` headers over `vars` with extents `ext` (the body follows).
+fn loops4(vars: [&str; 4], ext: [i32; 4]) -> String {
+    vars.iter()
+        .zip(ext)
+        .map(|(v, e)| format!("        for ({v} = 0; {v} < {e}; {v}++)\n"))
+        .collect()
+}
+
+/// `(size_t)(v0 * s0 + ...)`, dropping zero strides.
+fn index4(vars: [&str; 4], st: [i32; 4]) -> String {
+    let terms: Vec<String> = vars
+        .iter()
+        .zip(st)
+        .filter(|(_, s)| *s != 0)
+        .map(|(v, s)| format!("{v} * {s}"))
+        .collect();
+    if terms.is_empty() {
+        "0".into()
+    } else {
+        format!("(size_t)({})", terms.join(" + "))
+    }
+}
+
+const IV: [&str; 4] = ["i0", "i1", "i2", "i3"];
+
+/// ONNX Sum: the interpreter adds the operands left to right in f32, broadcasting
+/// (element `o` of the result is `((x0 + x1) + x2) + ..` at the broadcast positions).
+/// f32: the same additions in the same order. Quantized: every operand's real values
+/// are exact integers in one fixed-point unit; a partial sum is the f32 rounding of
+/// the exact sum (`qc_round24`, exact for normal values), the last rounding and the
+/// quantization are folded into thresholds as in `binary_exact`.
+fn sum(em: &mut Em, cx: &Cx) -> Result<String> {
+    let y = cx.output()?;
+    let ty = em.ty(y)?.clone();
+    let ins = cx.node.inputs.clone();
+    if ins.is_empty() {
+        return Err(cx.err("sum of no operands"));
+    }
+    let out = ty.shape.dims();
+    let d4 = dims4(cx, out)?;
+    let mut tys = Vec::new();
+    let mut st = Vec::new();
+    for &v in &ins {
+        let t = em.ty(v)?.clone();
+        st.push(bcast4(cx, t.shape.dims(), out)?);
+        tys.push(t);
+    }
+    i32c(cx, numel(&ty))?;
+    let py = em.ptr(y)?;
+    let mut body = String::new();
+    if is_raw_f32(&ty) && tys.iter().all(is_raw_f32) {
+        for (k, &v) in ins.iter().enumerate() {
+            let p = em.ptr(v)?;
+            let at = index4(IV, st[k]);
+            if k == 0 {
+                body.push_str(&format!("            float v = {p}[{at}];\n"));
+            } else {
+                body.push_str(&format!("            v = v + {p}[{at}];\n"));
+            }
+        }
+        body.push_str(&format!("            {py}[o++] = v;\n"));
+        return Ok(block4(d4, &body));
+    }
+    let Some((qy, sy, zy)) = q8(&ty) else {
+        return Err(cx.err("sum: f32, or 8-bit per-tensor quantized operands and result"));
+    };
+    let mut qs = Vec::new();
+    for t in &tys {
+        qs.push(q8(t).ok_or_else(|| {
+            cx.err("sum: f32, or 8-bit per-tensor quantized operands and result")
+        })?);
+    }
+    if ins.len() > 512 {
+        return Err(cx.err("more than 512 operands"));
+    }
+    let deq: Vec<Vec<f32>> = qs
+        .iter()
+        .map(|&(q, s, z)| exact::lut(q, |c| qc_qmath::dequantize(c, s, z)))
+        .collect();
+    let all: Vec<f32> = deq.iter().flatten().copied().collect();
+    let (l, ints) = exact::fixed_point(&all, 52)
+        .ok_or_else(|| cx.err("operand scales too far apart for an exact integer sum"))?;
+    let tabs: Vec<&[i64]> = ints.chunks(256).collect();
+    // f32 rounding of a partial sum, as C's qc_round24 (i64 -> f32 rounds once, to
+    // nearest even; |s| < 2^62 converts back exactly).
+    let r24 = |s: i64| (s as f32) as i64;
+    let (mut lo, mut hi) = (0i64, 0i64);
+    for (k, t) in tabs.iter().enumerate() {
+        let (mn, mx) = (
+            t.iter().min().copied().unwrap_or(0),
+            t.iter().max().copied().unwrap_or(0),
+        );
+        if k == 0 {
+            (lo, hi) = (mn, mx);
+        } else if k == 1 {
+            (lo, hi) = (lo + mn, hi + mx);
+        } else {
+            (lo, hi) = (r24(lo) + mn, r24(hi) + mx);
+        }
+    }
+    if ins.len() >= 3 {
+        // Partial sums must be normal f32 values for qc_round24 to be the f32 rounding.
+        let top = lo.unsigned_abs().max(hi.unsigned_abs()) as f64 * 2f64.powi(l);
+        if l < -126 || top >= f64::from(f32::MAX) / 2.0 {
+            return Err(cx.err("partial sums outside the normal f32 range"));
+        }
+    }
+    let f = move |x: i64| qc_qmath::quantize(exact::scaled(x, l) as f32, sy, zy, qy);
+    let (base, taus) = exact::thresholds(lo, hi, 256, f).ok_or_else(|| cx.err("thresholds"))?;
+    let thn = cx.name("thr");
+    let th: Vec<String> = taus.iter().map(|&v| c_i64(v)).collect();
+    em.data_once(&thn, || Ok(array("int64_t", &thn, &th)))?;
+    em.need(Piece::Thresh64);
+    if ins.len() >= 3 {
+        em.need(Piece::Round24);
+    }
+    for (k, &v) in ins.iter().enumerate() {
+        let tn = cx.name(&format!("t{k}"));
+        let items: Vec<String> = tabs[k].iter().map(|&x| c_i64(x)).collect();
+        em.data_once(&tn, || Ok(array("int64_t", &tn, &items)))?;
+        let p = em.ptr(v)?;
+        let at = index4(IV, st[k]);
+        let term = format!("{tn}[(int32_t){p}[{at}] - ({})]", qmin(qs[k].0));
+        body.push_str(&match k {
+            0 => format!("            int64_t s = {term};\n"),
+            1 => format!("            s = s + {term};\n"),
+            _ => format!("            s = qc_round24(s) + {term};\n"),
+        });
+    }
+    body.push_str(&format!(
+        "            {py}[o++] = ({})({base} + qc_thresh64({thn}, {}, s));\n",
+        ctype(ty.dtype),
+        taus.len()
+    ));
+    Ok(block4(d4, &body))
+}
+
+fn is_raw_f32(t: &TensorType) -> bool {
+    t.dtype == DType::F32 && t.quant.is_none()
+}
+
+/// A block looping `i0..i3` over `d4` with output counter `o`.
+fn block4(d4: [i32; 4], body: &str) -> String {
+    format!(
+        "    {{\n        int32_t i0, i1, i2, i3;\n        size_t o = 0;\n{}        {{\n{body}        }}\n    }}\n",
+        loops4(IV, d4)
+    )
+}
+
+/// PRelu `y = x < 0 ? x * slope : x`, the slope broadcast to x. f32: the interpreter's
+/// comparison and product. Quantized x (8-bit per tensor) with a constant slope: one
+/// 256-entry table per slope element, each entry the interpreter's value.
+fn prelu(em: &mut Em, cx: &Cx) -> Result<String> {
+    let (x, a, y) = (cx.input(0)?, cx.input(1)?, cx.output()?);
+    if cx.node.inputs.len() != 2 {
+        return Err(cx.err("expects two operands"));
+    }
+    let (tx, ta, ty) = (em.ty(x)?.clone(), em.ty(a)?.clone(), em.ty(y)?.clone());
+    if tx.shape != ty.shape {
+        return Err(cx.err("operand and result shapes differ"));
+    }
+    let out = ty.shape.dims();
+    let d4 = dims4(cx, out)?;
+    let sa = bcast4(cx, ta.shape.dims(), out)?;
+    i32c(cx, numel(&ty))?;
+    let sidx = index4(IV, sa);
+    let (px, py) = (em.ptr(x)?, em.ptr(y)?);
+    if is_raw_f32(&tx) && is_raw_f32(&ta) && is_raw_f32(&ty) {
+        let pa = em.ptr(a)?;
+        let body = format!(
+            "            float v = {px}[o];\n            if (v < 0.0f) {{\n                v = v * {pa}[{sidx}];\n            }}\n            {py}[o++] = v;\n"
+        );
+        return Ok(block4(d4, &body));
+    }
+    let (Some((qx, sx, zx)), Some((qy, sy, zy))) = (q8(&tx), q8(&ty)) else {
+        return Err(cx.err("prelu: f32, or 8-bit per-tensor quantized x and result"));
+    };
+    let Some(slopes) = em.real_values(a) else {
+        return Err(cx.err("quantized prelu needs a constant slope"));
+    };
+    if slopes.len() != numel(&ta) || slopes.len() > 256 {
+        return Err(cx.err("slope with more than 256 elements"));
+    }
+    let mut tab = Vec::with_capacity(slopes.len() * 256);
+    for &s in &slopes {
+        tab.extend(exact::lut(qx, |c| {
+            let v = qc_qmath::dequantize(c, sx, zx);
+            qc_qmath::quantize(if v < 0.0 { v * s } else { v }, sy, zy, qy)
+        }));
+    }
+    let tn = cx.name("map");
+    em.data_once(&tn, || Ok(array(ctype(ty.dtype), &tn, &tab)))?;
+    let body = format!(
+        "            {py}[o] = {tn}[{sidx} * 256u + (size_t)((int32_t){px}[o] - ({}))];\n            o++;\n",
+        qmin(qx)
+    );
+    Ok(block4(d4, &body))
+}
+
+/// Cast between raw tensors, as `qc_ir`'s cast: integers wrap (GCC, Clang and Arm's
+/// compilers define out-of-range signed conversion as reduction modulo 2^N), floats
+/// truncate toward zero and saturate (NaN -> 0), integer -> float rounds to nearest
+/// (C's conversion in the default rounding mode), nonzero -> bool true.
+fn cast(em: &mut Em, cx: &Cx, to: DType) -> Result<String> {
+    let (x, y) = (cx.input(0)?, cx.output()?);
+    let (tx, ty) = (em.ty(x)?.clone(), em.ty(y)?.clone());
+    if tx.is_quantized() || ty.is_quantized() {
+        return Err(cx.err("cast of quantized values (use quantize/dequantize)"));
+    }
+    if ty.dtype != to || tx.shape != ty.shape {
+        return Err(cx.err("result type disagrees with the cast"));
+    }
+    let half = |d: DType| matches!(d, DType::F16 | DType::BF16);
+    if half(tx.dtype) || half(to) {
+        return Err(cx.err("cast from or to f16/bf16"));
+    }
+    let n = i32c(cx, numel(&ty))?;
+    let (px, py) = (em.ptr(x)?, em.ptr(y)?);
+    let yt = ctype(to);
+    let limits = |d: DType| -> Option<(&'static str, &'static str, f64, f64)> {
+        Some(match d {
+            DType::I8 => ("INT8_MIN", "INT8_MAX", -128.0, 127.0),
+            DType::U8 => ("0", "UINT8_MAX", 0.0, 255.0),
+            DType::I16 => ("INT16_MIN", "INT16_MAX", -32768.0, 32767.0),
+            DType::U16 => ("0", "UINT16_MAX", 0.0, 65535.0),
+            DType::I32 => ("INT32_MIN", "INT32_MAX", -2147483648.0, 2147483647.0),
+            DType::U32 => ("0", "UINT32_MAX", 0.0, 4294967295.0),
+            DType::I64 => ("INT64_MIN", "INT64_MAX", i64::MIN as f64, i64::MAX as f64),
+            DType::U64 => ("0", "UINT64_MAX", 0.0, u64::MAX as f64),
+            _ => return None,
+        })
+    };
+    let expr = if to == DType::Bool {
+        format!("(uint8_t)({px}[i] != 0)")
+    } else if tx.dtype.is_float() && !to.is_float() {
+        let (lo, hi, flo, fhi) = limits(to).ok_or_else(|| cx.err("cast target"))?;
+        // Compared in double, where every bound is exact or rounds up past the
+        // largest value that truncates into range.
+        return Ok(format!(
+            "    {{\n        int32_t i;\n        for (i = 0; i < {n}; i++) {{\n            double v = (double){px}[i];\n            {py}[i] = v != v ? ({yt})0 : v <= {flo:e} ? ({yt}){lo} : v >= {fhi:e} ? ({yt}){hi} : ({yt})v;\n        }}\n    }}\n"
+        ));
+    } else {
+        format!("({yt}){px}[i]")
+    };
+    Ok(format!(
+        "    {{\n        int32_t i;\n        for (i = 0; i < {n}; i++) {{\n            {py}[i] = {expr};\n        }}\n    }}\n"
+    ))
+}
+
+/// ReduceMean over `axes` (all when empty). The interpreter sums in f64 in input order
+/// and divides in f64: f32 operands do exactly that in C `double`; quantized ones sum
+/// exact fixed-point integers (exact in f64 too, checked) and fold the division and
+/// quantization into thresholds, as the global average pool.
+fn reduce_mean(em: &mut Em, cx: &Cx, axes: &[usize]) -> Result<String> {
+    let (x, y) = (cx.input(0)?, cx.output()?);
+    let (tx, ty) = (em.ty(x)?.clone(), em.ty(y)?.clone());
+    let dims = tx.shape.dims();
+    let r = dims.len();
+    if r > 4 {
+        return Err(cx.err("rank above 4"));
+    }
+    let mut red = vec![axes.is_empty(); r];
+    for &a in axes {
+        match red.get_mut(a) {
+            Some(f) if !*f => *f = true,
+            _ => return Err(cx.err(format!("axes {axes:?} invalid for rank {r}"))),
+        }
+    }
+    let count: usize = dims
+        .iter()
+        .zip(&red)
+        .filter(|(_, &f)| f)
+        .map(|(d, _)| d)
+        .product();
+    let kept: usize = dims
+        .iter()
+        .zip(&red)
+        .filter(|(_, &f)| !f)
+        .map(|(d, _)| d)
+        .product();
+    if count == 0 || kept != numel(&ty) {
+        return Err(cx.err("empty reduction or result size disagrees"));
+    }
+    i32c(cx, numel(&tx))?;
+    let (mut od, mut rd, mut st) = ([1i32; 4], [1i32; 4], [0i32; 4]);
+    let mut acc = 1usize;
+    for i in (0..r).rev() {
+        let j = 4 - r + i;
+        let d = i32c(cx, dims[i])?;
+        if red[i] {
+            rd[j] = d;
+        } else {
+            od[j] = d;
+        }
+        st[j] = i32c(cx, acc)?;
+        acc *= dims[i];
+    }
+    let sum_vars = ["r0", "r1", "r2", "r3"];
+    let terms: Vec<String> = (0..4)
+        .filter(|&j| st[j] != 0 && (od[j] > 1 || rd[j] > 1))
+        .map(|j| format!("({} + {}) * {}", IV[j], sum_vars[j], st[j]))
+        .collect();
+    let at = if terms.is_empty() {
+        "0".to_string()
+    } else {
+        format!("(size_t)({})", terms.join(" + "))
+    };
+    let (px, py) = (em.ptr(x)?, em.ptr(y)?);
+    let inner_loops: String = loops4(sum_vars, rd)
+        .lines()
+        .map(|l| format!("    {l}\n"))
+        .collect();
+    let (init, add, store) = if is_raw_f32(&tx) && is_raw_f32(&ty) {
+        (
+            "double s = 0.0;".to_string(),
+            format!("s += (double){px}[{at}];"),
+            format!("{py}[o++] = (float)(s / {:e});", count as f64),
+        )
+    } else {
+        let (Some((qx, sx, zx)), Some((qy, sy, zy))) = (q8(&tx), q8(&ty)) else {
+            return Err(cx.err("reduce_mean: f32, or 8-bit per-tensor quantized types"));
+        };
+        let deq: Vec<f32> = exact::lut(qx, |q| qc_qmath::dequantize(q, sx, zx));
+        let (l, ints) = exact::fixed_point(&deq, 52).ok_or_else(|| cx.err("dequantized values"))?;
+        let maxabs = ints.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
+        if u128::from(maxabs) * count as u128 >= 1u128 << 53 {
+            return Err(cx.err("sum would not be exact"));
+        }
+        let lo = ints.iter().min().copied().unwrap_or(0) * count as i64;
+        let hi = ints.iter().max().copied().unwrap_or(0) * count as i64;
+        let cf = count as f64;
+        let f = |s: i64| qc_qmath::quantize((exact::scaled(s, l) / cf) as f32, sy, zy, qy);
+        let (base, taus) = exact::thresholds(lo, hi, 256, f).ok_or_else(|| cx.err("thresholds"))?;
+        let (tn, thn) = (cx.name("tx"), cx.name("thr"));
+        let ti: Vec<String> = ints.iter().map(|&v| c_i64(v)).collect();
+        let th: Vec<String> = taus.iter().map(|&v| c_i64(v)).collect();
+        em.data_once(&tn, || Ok(array("int64_t", &tn, &ti)))?;
+        em.data_once(&thn, || Ok(array("int64_t", &thn, &th)))?;
+        em.need(Piece::Thresh64);
+        (
+            "int64_t s = 0;".to_string(),
+            format!("s += {tn}[(int32_t){px}[{at}] - ({})];", qmin(qx)),
+            format!(
+                "{py}[o++] = ({})({base} + qc_thresh64({thn}, {}, s));",
+                ctype(ty.dtype),
+                taus.len()
+            ),
+        )
+    };
+    Ok(format!(
+        "    {{\n        int32_t i0, i1, i2, i3, r0, r1, r2, r3;\n        size_t o = 0;\n{}        {{\n            {init}\n{inner_loops}            {{\n                {add}\n            }}\n            {store}\n        }}\n    }}\n",
+        loops4(IV, od)
+    ))
+}
+
+/// What a direct (transposed) convolution does with its sums.
+enum ConvMode {
+    /// Quantized operands: wrapping i32 sums, the contract's requantization.
+    Quant,
+    /// f32: the interpreter's products and additions in its order, then the activation.
+    Float,
+    /// conv_integer: the wrapping i32 sums themselves.
+    RawI32,
+}
+
+/// Conv geometry for the inline direct kernels: `[n, cin, h, w, cout, oh, ow, kh, kw,
+/// sh, sw, ph, pw, dh, dw, group]`, validated against the result shape (1-D convs
+/// have h = 1).
+#[allow(clippy::too_many_arguments)]
+fn conv_geometry(
+    cx: &Cx,
+    x: &[usize],
+    w: &[usize],
+    y: &[usize],
+    strides: &[usize],
+    dilations: &[usize],
+    pads: &[usize],
+    group: usize,
+    transpose: Option<&[usize]>,
+) -> Result<[usize; 16]> {
+    let rank = x.len().saturating_sub(2);
+    let (Some((n, cin, h, wd)), Some((yn, cout, oh, ow))) = (spatial2(x), spatial2(y)) else {
+        return Err(cx.err("over other than 1 or 2 spatial dims"));
+    };
+    let (kh, kw) = match w {
+        [_, _, k] if rank == 1 => (1, *k),
+        [_, _, a, b] if rank == 2 => (*a, *b),
+        _ => return Err(cx.err("weight rank")),
+    };
+    let (Some(s), Some(d), Some((pb, pe))) = (
+        attr2(strides, rank, 1),
+        attr2(dilations, rank, 1),
+        pads2(pads, rank),
+    ) else {
+        return Err(cx.err("attributes do not match the rank"));
+    };
+    let g = group;
+    if kh == 0
+        || kw == 0
+        || g == 0
+        || cin == 0
+        || cout == 0
+        || s.contains(&0)
+        || d.contains(&0)
+        || yn != n
+    {
+        return Err(cx.err("zero kernel, channels, group, stride or dilation"));
+    }
+    let ok = match transpose {
+        None => {
+            // Saturating: absurd attributes must give a mismatch, not an overflow.
+            let out = |i: usize, inp: usize, k: usize| {
+                inp.saturating_add(pb[i])
+                    .saturating_add(pe[i])
+                    .checked_sub(d[i].saturating_mul(k - 1).saturating_add(1))
+                    .map(|r| r / s[i] + 1)
+            };
+            cin % g == 0
+                && cout % g == 0
+                && w.first() == Some(&cout)
+                && w.get(1) == Some(&(cin / g))
+                && out(0, h, kh) == Some(oh)
+                && out(1, wd, kw) == Some(ow)
+        }
+        Some(opad) => {
+            let op = match (opad.len(), rank) {
+                (0, _) => [0, 0],
+                (1, 1) => [0, opad[0]],
+                (2, 2) => [opad[0], opad[1]],
+                _ => return Err(cx.err("output_padding does not match the rank")),
+            };
+            let out = |i: usize, inp: usize, k: usize| {
+                s[i].saturating_mul(inp.saturating_sub(1))
+                    .saturating_add(op[i])
+                    .saturating_add((k - 1).saturating_mul(d[i]))
+                    .saturating_add(1)
+                    .checked_sub(pb[i].saturating_add(pe[i]))
+            };
+            cin % g == 0
+                && h > 0
+                && wd > 0
+                && w.first() == Some(&cin)
+                && w.get(1).map(|c| c * g) == Some(cout)
+                && out(0, h, kh) == Some(oh)
+                && out(1, wd, kw) == Some(ow)
+        }
+    };
+    if !ok {
+        return Err(cx.err("result shape disagrees with the geometry"));
+    }
+    Ok([
+        n, cin, h, wd, cout, oh, ow, kh, kw, s[0], s[1], pb[0], pb[1], d[0], d[1], g,
+    ])
+}
+
+/// A direct (transposed) convolution as one inline statement. Every output element
+/// gathers its taps in the order (input channel, ky, kx) — the order in which the
+/// interpreter's scatter (transposed) or its direct loop adds them, which only the f32
+/// mode depends on. Integer sums wrap in `uint32_t`.
+#[allow(clippy::too_many_arguments)]
+fn direct_conv(
+    em: &mut Em,
+    cx: &Cx,
+    geo: [usize; 16],
+    transpose: bool,
+    mode: ConvMode,
+    zx: i32,
+    zw: &[i32],
+    act: Activation,
+    sw: &[f32],
+) -> Result<String> {
+    let (x, w, y) = (cx.input(0)?, cx.input(1)?, cx.output()?);
+    let bias = if matches!(mode, ConvMode::RawI32) {
+        None
+    } else {
+        cx.node.inputs.get(2).copied()
+    };
+    let (tx, tw, ty) = (em.ty(x)?.clone(), em.ty(w)?.clone(), em.ty(y)?.clone());
+    let g: Vec<i32> = geo.iter().map(|&v| i32c(cx, v)).collect::<Result<_>>()?;
+    for t in [&tx, &tw, &ty] {
+        i32c(cx, numel(t))?;
+    }
+    let [n, cin, h, wd, cout, oh, ow, kh, kw, sh, sw_, ph, pw, dh, dw, grp] = [
+        g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13],
+        g[14], g[15],
+    ];
+    let (cig, cog) = (cin / grp, cout / grp);
+    let (px, pwt, py) = (em.ptr(x)?, em.ptr(w)?, em.ptr(y)?);
+    let pb = match bias {
+        Some(b) => {
+            let tb = em.ty(b)?;
+            let want = if matches!(mode, ConvMode::Float) {
+                is_raw_f32(tb)
+            } else {
+                tb.dtype == DType::I32 && !tb.is_quantized()
+            };
+            if !want || numel(tb) != geo[4] {
+                return Err(cx.err("bias: one raw value per output channel"));
+            }
+            Some(em.ptr(b)?)
+        }
+        None => None,
+    };
+    let zwn = cx.name("zw");
+    let zw_expr = if zw.iter().all(|&z| z == 0) {
+        "0".to_string()
+    } else {
+        em.data_once(&zwn, || Ok(array("int32_t", &zwn, zw)))?;
+        format!("{zwn}[c]")
+    };
+    let (ytap, xtap) = if transpose {
+        (
+            format!("int32_t t = oy + {ph} - ky * {dh}, iy;\n                    if (t < 0 || t % {sh} != 0) {{\n                        continue;\n                    }}\n                    iy = t / {sh};\n                    if (iy >= {h}) {{\n                        continue;\n                    }}"),
+            format!("int32_t u = ox + {pw} - kx * {dw}, ix;\n                        if (u < 0 || u % {sw_} != 0) {{\n                            continue;\n                        }}\n                        ix = u / {sw_};\n                        if (ix >= {wd}) {{\n                            continue;\n                        }}"),
+        )
+    } else {
+        (
+            format!("int32_t iy = oy * {sh} + ky * {dh} - {ph};\n                    if (iy < 0 || iy >= {h}) {{\n                        continue;\n                    }}"),
+            format!("int32_t ix = ox * {sw_} + kx * {dw} - {pw};\n                        if (ix < 0 || ix >= {wd}) {{\n                            continue;\n                        }}"),
+        )
+    };
+    let widx = if transpose {
+        format!(
+            "((size_t)ic * {cog} + (size_t)(c % {cog})) * {} + (size_t)(ky * {kw} + kx)",
+            kh * kw
+        )
+    } else {
+        format!(
+            "((size_t)c * {cig} + (size_t)ci) * {} + (size_t)(ky * {kw} + kx)",
+            kh * kw
+        )
+    };
+    let xidx = format!("(((size_t)b * {cin} + (size_t)ic) * {h} + (size_t)iy) * {wd} + (size_t)ix");
+    let (acc_t, init, mac, fin) = match mode {
+        ConvMode::Float => {
+            let fcx = crate::float_ops::FCx {
+                id: cx.id,
+                node: cx.node,
+            };
+            let act = crate::float_ops::act_code(&fcx, act)?;
+            (
+                "float",
+                pb.as_ref()
+                    .map_or("0.0f".to_string(), |b| format!("{b}[c]")),
+                format!("acc = acc + {px}[{xidx}] * {pwt}[{widx}];"),
+                format!("float v = acc;\n                {act}\n                {py}[o] = v;"),
+            )
+        }
+        ConvMode::RawI32 | ConvMode::Quant => {
+            let init = pb
+                .as_ref()
+                .map_or("0u".to_string(), |b| format!("(uint32_t){b}[c]"));
+            let mac = format!(
+                "acc += ((uint32_t)(int32_t){px}[{xidx}] - (uint32_t)({zx})) * ((uint32_t)(int32_t){pwt}[{widx}] - (uint32_t)zw);"
+            );
+            let fin = if matches!(mode, ConvMode::RawI32) {
+                // Two's complement reinterpretation of the wrapped sum, without the
+                // implementation-defined out-of-range conversion.
+                format!("{py}[o] = acc <= (uint32_t)INT32_MAX ? (int32_t)acc : (int32_t)(acc - (uint32_t)INT32_MAX - 1u) + INT32_MIN;")
+            } else {
+                let epi = epilogue(cx, em.opts.contract, sw_scale(cx, &tx)?, sw, &ty, act)?;
+                let fields = epilogue_data(em, cx, &epi)?;
+                em.need(Piece::ConvParams);
+                let pname = cx.name("p");
+                let dims: Vec<String> = g.iter().map(|v| v.to_string()).collect();
+                let init = format!(
+                    "static const qc_conv_t {pname} = {{{}, {zx}, {}, NULL, NULL, {fields}}};\n",
+                    dims.join(", "),
+                    epi.zy
+                );
+                em.data_once(&pname, || Ok(init))?;
+                format!(
+                    "{{\n                    const qc_conv_t *p = &{pname};\n                    int64_t v;\n                    {}\n                    {py}[o] = ({})v;\n                }}",
+                    epilogue_code(em.opts.contract, epi.q),
+                    ctype(ty.dtype)
+                )
+            };
+            ("uint32_t", init, mac, fin)
+        }
+    };
+    let wz = if matches!(mode, ConvMode::Float) {
+        String::new()
+    } else {
+        format!("            int32_t zw = {zw_expr};\n")
+    };
+    Ok(format!(
+        r#"    {{
+        int32_t b, c, oy, ox, ci, ky, kx;
+        size_t o = 0;
+        for (b = 0; b < {n}; b++)
+        for (c = 0; c < {cout}; c++) {{
+{wz}            for (oy = 0; oy < {oh}; oy++)
+            for (ox = 0; ox < {ow}; ox++, o++) {{
+                {acc_t} acc = {init};
+                for (ci = 0; ci < {cig}; ci++) {{
+                    int32_t ic = (c / {cog}) * {cig} + ci;
+                    for (ky = 0; ky < {kh}; ky++) {{
+                    {ytap}
+                    for (kx = 0; kx < {kw}; kx++) {{
+                        {xtap}
+                        {mac}
+                    }}
+                    }}
+                }}
+                {fin}
+            }}
+        }}
+    }}
+"#
+    ))
+}
+
+/// The per-tensor scale of a quantized x.
+fn sw_scale(cx: &Cx, tx: &TensorType) -> Result<f32> {
+    q8(tx)
+        .map(|(_, s, _)| s)
+        .ok_or_else(|| cx.err("x must be 8-bit per-tensor quantized"))
+}
+
+/// ConvTranspose: quantized (8-bit x per tensor, 8-bit weights per tensor or per
+/// output channel along axis 1, raw i32 bias, requantized result) or f32.
+fn conv_transpose(em: &mut Em, cx: &Cx, a: &qc_ir::ConvTransposeAttrs) -> Result<String> {
+    let (x, w, y) = (cx.input(0)?, cx.input(1)?, cx.output()?);
+    let (tx, tw, ty) = (em.ty(x)?.clone(), em.ty(w)?.clone(), em.ty(y)?.clone());
+    let geo = conv_geometry(
+        cx,
+        tx.shape.dims(),
+        tw.shape.dims(),
+        ty.shape.dims(),
+        &a.strides,
+        &a.dilations,
+        &a.pads,
+        a.group,
+        Some(&a.output_padding),
+    )?;
+    if !a.kernel.is_empty() && a.kernel.as_slice() != &tw.shape.dims()[2..] {
+        return Err(cx.err("kernel attribute disagrees with the weights"));
+    }
+    let (cout, g) = (geo[4], geo[15]);
+    let cog = cout / g;
+    if is_raw_f32(&tx) && is_raw_f32(&tw) && is_raw_f32(&ty) {
+        return direct_conv(em, cx, geo, true, ConvMode::Float, 0, &[], a.act, &[]);
+    }
+    let (Some((_, _, zx)), Some(pw_)) = (
+        q8(&tx),
+        tw.quant
+            .as_ref()
+            .filter(|p| matches!(p.storage, QType::U8 | QType::I8)),
+    ) else {
+        return Err(cx.err("conv_transpose: f32, or 8-bit quantized x and weights"));
+    };
+    let (swg, zwg) = weight_params(cx, pw_, cog, 1)?;
+    let sw: Vec<f32> = (0..cout).map(|c| swg[c % cog]).collect();
+    let zw: Vec<i32> = (0..cout).map(|c| zwg[c % cog]).collect();
+    direct_conv(em, cx, geo, true, ConvMode::Quant, zx, &zw, a.act, &sw)
+}
+
+/// A constant zero-point operand of conv_integer/matmul_integer: one value, or
+/// `n` along a 1-D tensor (the interpreter's `zero_points`).
+fn const_zero_points(em: &Em, cx: &Cx, i: usize, n: usize) -> Result<Vec<i32>> {
+    let Some(&v) = cx.node.inputs.get(i) else {
+        return Ok(vec![0; n]);
+    };
+    let Some(t) = em.g.const_of(v) else {
+        return Err(cx.err(format!("operand {i} (a zero point) must be a constant")));
+    };
+    if !t.dtype().is_int() {
+        return Err(cx.err("zero point must be an integer tensor"));
+    }
+    let z: Vec<i32> = t.to_i64_vec().into_iter().map(|z| z as i32).collect();
+    match z.len() {
+        1 => Ok(vec![z[0]; n]),
+        l if l == n && t.dims().len() == 1 => Ok(z),
+        _ => Err(cx.err(format!("zero point of {} elements for {n}", z.len()))),
+    }
+}
+
+/// ConvInteger: raw 8-bit x and w, constant zero points, raw i32 result.
+fn conv_integer(em: &mut Em, cx: &Cx, a: &qc_ir::ConvAttrs) -> Result<String> {
+    let (x, w, y) = (cx.input(0)?, cx.input(1)?, cx.output()?);
+    let (tx, tw, ty) = (em.ty(x)?.clone(), em.ty(w)?.clone(), em.ty(y)?.clone());
+    let raw8 = |t: &TensorType| !t.is_quantized() && matches!(t.dtype, DType::U8 | DType::I8);
+    if !raw8(&tx) || !raw8(&tw) || ty.dtype != DType::I32 || ty.is_quantized() {
+        return Err(cx.err("conv_integer: raw 8-bit x and w, raw i32 result"));
+    }
+    let geo = conv_geometry(
+        cx,
+        tx.shape.dims(),
+        tw.shape.dims(),
+        ty.shape.dims(),
+        &a.strides,
+        &a.dilations,
+        &a.pads,
+        a.group,
+        None,
+    )?;
+    if a.act != Activation::None {
+        return Err(cx.err("conv_integer with a fused activation"));
+    }
+    let zx = const_zero_points(em, cx, 2, 1)?[0];
+    let zw = const_zero_points(em, cx, 3, geo[4])?;
+    direct_conv(em, cx, geo, false, ConvMode::RawI32, zx, &zw, a.act, &[])
+}
+
+/// Numpy matmul geometry as the interpreter's `matmul_geom`: `(m, k, n, blocks)`,
+/// `blocks` the (A, B) element offsets of each output batch, row-major over the
+/// broadcast batch dims.
+type MatMulBlocks = (usize, usize, usize, Vec<(usize, usize)>);
+
+fn matmul_blocks(cx: &Cx, a: &[usize], b: &[usize], y: &[usize]) -> Result<MatMulBlocks> {
+    if a.is_empty() || b.is_empty() {
+        return Err(cx.err("matmul of a scalar"));
+    }
+    let a2: Vec<usize> = if a.len() == 1 {
+        vec![1, a[0]]
+    } else {
+        a.to_vec()
+    };
+    let b2: Vec<usize> = if b.len() == 1 {
+        vec![b[0], 1]
+    } else {
+        b.to_vec()
+    };
+    let (ra, rb) = (a2.len(), b2.len());
+    let (m, k, kb, n) = (a2[ra - 2], a2[ra - 1], b2[rb - 2], b2[rb - 1]);
+    if k != kb {
+        return Err(cx.err("inner dims differ"));
+    }
+    let (ab, bb) = (&a2[..ra - 2], &b2[..rb - 2]);
+    let r = ab.len().max(bb.len());
+    let pad = |d: &[usize]| -> Vec<usize> {
+        let mut v = vec![1; r - d.len()];
+        v.extend_from_slice(d);
+        v
+    };
+    let (pa, pb) = (pad(ab), pad(bb));
+    let mut batch = Vec::with_capacity(r);
+    for (&x, &z) in pa.iter().zip(&pb) {
+        batch.push(match (x, z) {
+            (x, z) if x == z => x,
+            (1, z) => z,
+            (x, 1) => x,
+            _ => return Err(cx.err("batch dims do not broadcast")),
+        });
+    }
+    let mut out = batch.clone();
+    if a.len() > 1 {
+        out.push(m);
+    }
+    if b.len() > 1 {
+        out.push(n);
+    }
+    if out != y {
+        return Err(cx.err("result shape disagrees with the matmul"));
+    }
+    let nb: usize = batch.iter().product();
+    let mut blocks = Vec::with_capacity(nb);
+    for flat in 0..nb {
+        let (mut rem, mut ia, mut ib, mut sa, mut sb) = (flat, 0, 0, 1, 1);
+        for d in (0..r).rev() {
+            let i = rem % batch[d];
+            rem /= batch[d];
+            if pa[d] != 1 {
+                ia += i * sa;
+            }
+            if pb[d] != 1 {
+                ib += i * sb;
+            }
+            sa *= pa[d];
+            sb *= pb[d];
+        }
+        blocks.push((ia * m * k, ib * k * n));
+    }
+    Ok((m, k, n, blocks))
+}
+
+/// Batched / broadcast matmul (f32 and 8-bit quantized) and matmul_integer, inline:
+/// per output element the sum over k ascending from zero, the interpreter's order
+/// (only f32 depends on it).
+fn batched_matmul(em: &mut Em, cx: &Cx, act: Activation, integer: bool) -> Result<String> {
+    let (a, b, y) = (cx.input(0)?, cx.input(1)?, cx.output()?);
+    let (ta, tb, ty) = (em.ty(a)?.clone(), em.ty(b)?.clone(), em.ty(y)?.clone());
+    let (m, k, n, blocks) = matmul_blocks(cx, ta.shape.dims(), tb.shape.dims(), ty.shape.dims())?;
+    for t in [&ta, &tb, &ty] {
+        i32c(cx, numel(t))?;
+    }
+    let (pa, pb, py) = (em.ptr(a)?, em.ptr(b)?, em.ptr(y)?);
+    let (on, bn) = (cx.name("ba"), cx.name("bb"));
+    let oa: Vec<String> = blocks.iter().map(|b| b.0.to_string()).collect();
+    let ob: Vec<String> = blocks.iter().map(|b| b.1.to_string()).collect();
+    em.data_once(&on, || Ok(array("int32_t", &on, &oa)))?;
+    em.data_once(&bn, || Ok(array("int32_t", &bn, &ob)))?;
+    let aidx = format!("(size_t){on}[t] + (size_t)i * {k} + (size_t)kk");
+    let bidx = format!("(size_t){bn}[t] + (size_t)kk * {n} + (size_t)j");
+    let raw8 = |t: &TensorType| !t.is_quantized() && matches!(t.dtype, DType::U8 | DType::I8);
+    let (acc_t, init, mac, fin) = if integer {
+        if !raw8(&ta) || !raw8(&tb) || ty.dtype != DType::I32 || ty.is_quantized() {
+            return Err(cx.err("matmul_integer: raw 8-bit operands, raw i32 result"));
+        }
+        let za = zero_point_expr(em, cx, 2, m, "za", "i")?;
+        let zb = zero_point_expr(em, cx, 3, n, "zb", "j")?;
+        (
+            "uint32_t",
+            "0u".to_string(),
+            format!("acc += ((uint32_t)(int32_t){pa}[{aidx}] - (uint32_t)(int32_t){za}) * ((uint32_t)(int32_t){pb}[{bidx}] - (uint32_t)(int32_t){zb});"),
+            format!("{py}[o] = acc <= (uint32_t)INT32_MAX ? (int32_t)acc : (int32_t)(acc - (uint32_t)INT32_MAX - 1u) + INT32_MIN;"),
+        )
+    } else if is_raw_f32(&ta) && is_raw_f32(&tb) && is_raw_f32(&ty) {
+        let fcx = crate::float_ops::FCx {
+            id: cx.id,
+            node: cx.node,
+        };
+        let act = crate::float_ops::act_code(&fcx, act)?;
+        (
+            "float",
+            "0.0f".to_string(),
+            format!("acc = acc + {pa}[{aidx}] * {pb}[{bidx}];"),
+            format!("float v = acc;\n                    {act}\n                    {py}[o] = v;"),
+        )
+    } else {
+        let (Some((_, sx, zx)), Some(pw_)) = (
+            q8(&ta),
+            tb.quant
+                .as_ref()
+                .filter(|p| matches!(p.storage, QType::U8 | QType::I8)),
+        ) else {
+            return Err(cx.err("matmul: f32, or 8-bit quantized operands"));
+        };
+        let rb = tb.shape.rank();
+        let (sw, zw) = weight_params(cx, pw_, n, rb.saturating_sub(1))?;
+        let epi = epilogue(cx, em.opts.contract, sx, &sw, &ty, act)?;
+        let fields = epilogue_data(em, cx, &epi)?;
+        let zbn = cx.name("zb");
+        em.data_once(&zbn, || Ok(array("int32_t", &zbn, &zw)))?;
+        em.need(Piece::ConvParams);
+        let pname = cx.name("p");
+        let p_init = format!(
+            "static const qc_conv_t {pname} = {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, {zx}, {}, NULL, NULL, {fields}}};\n",
+            epi.zy
+        );
+        em.data_once(&pname, || Ok(p_init))?;
+        (
+            "uint32_t",
+            "0u".to_string(),
+            format!("acc += ((uint32_t)(int32_t){pa}[{aidx}] - (uint32_t)({zx})) * ((uint32_t)(int32_t){pb}[{bidx}] - (uint32_t){zbn}[j]);"),
+            format!(
+                "{{\n                    const qc_conv_t *p = &{pname};\n                    int32_t c = j;\n                    int64_t v;\n                    {}\n                    {py}[o] = ({})v;\n                }}",
+                epilogue_code(em.opts.contract, epi.q),
+                ctype(ty.dtype)
+            ),
+        )
+    };
+    let nb = i32c(cx, blocks.len())?;
+    Ok(format!(
+        r#"    {{
+        int32_t t, i, j, kk;
+        size_t o = 0;
+        for (t = 0; t < {nb}; t++)
+        for (i = 0; i < {m}; i++)
+        for (j = 0; j < {n}; j++, o++) {{
+            {acc_t} acc = {init};
+            for (kk = 0; kk < {k}; kk++) {{
+                {mac}
+            }}
+            {{
+                {fin}
+            }}
+        }}
+    }}
+"#
+    ))
+}
+
+/// The C expression of a zero-point operand of matmul_integer, element `at` (the row
+/// or column variable): a constant table, or a run-time value with one element (as
+/// `dynamic_quantize` produces) or `n` along a 1-D tensor. Absent: 0.
+fn zero_point_expr(
+    em: &mut Em,
+    cx: &Cx,
+    i: usize,
+    n: usize,
+    what: &str,
+    at: &str,
+) -> Result<String> {
+    let Some(&v) = cx.node.inputs.get(i) else {
+        return Ok("0".into());
+    };
+    if em.g.const_of(v).is_some() {
+        let z = const_zero_points(em, cx, i, n)?;
+        let name = cx.name(what);
+        em.data_once(&name, || Ok(array("int32_t", &name, &z)))?;
+        return Ok(format!("{name}[{at}]"));
+    }
+    let t = em.ty(v)?.clone();
+    if t.is_quantized() || !t.dtype.is_int() || t.dtype.size() > 4 {
+        return Err(cx.err(format!("operand {i} (a zero point) must be a raw integer")));
+    }
+    let p = em.ptr(v)?;
+    match numel(&t) {
+        1 => Ok(format!("{p}[0]")),
+        l if l == n && t.shape.rank() == 1 => Ok(format!("{p}[{at}]")),
+        l => Err(cx.err(format!("zero point of {l} elements for {n}"))),
+    }
+}
+
+/// ONNX DynamicQuantizeLinear in f32, the interpreter's operations in its order: the
+/// range (NaN skipped) widened to contain 0, scale = (max - min) / 255 (1/255 for a
+/// constant input), zero point and codes rounded half to even and clamped to
+/// [0, 255] (NaN codes are 0). Float work, so only where the model computes in f32.
+fn dynamic_quantize(em: &mut Em, cx: &Cx) -> Result<String> {
+    let x = cx.input(0)?;
+    let [y, s, z] = cx.node.outputs.as_slice() else {
+        return Err(cx.err("expects three results"));
+    };
+    let (tx, ty, ts, tz) = (
+        em.ty(x)?.clone(),
+        em.ty(*y)?.clone(),
+        em.ty(*s)?.clone(),
+        em.ty(*z)?.clone(),
+    );
+    let ok = is_raw_f32(&tx)
+        && ty.dtype == DType::U8
+        && !ty.is_quantized()
+        && ty.shape == tx.shape
+        && is_raw_f32(&ts)
+        && numel(&ts) == 1
+        && tz.dtype == DType::U8
+        && !tz.is_quantized()
+        && numel(&tz) == 1;
+    if !ok {
+        return Err(cx.err("dynamic_quantize: f32 in; u8 codes, f32 scale, u8 zero point out"));
+    }
+    let n = i32c(cx, numel(&tx))?;
+    let (px, py, ps, pz) = (em.ptr(x)?, em.ptr(*y)?, em.ptr(*s)?, em.ptr(*z)?);
+    em.kernel("qc_rhe_f32", || {
+        r#"
+/* Round half to even in f32 (f32::round_ties_even): adding and subtracting 2^23 rounds
+ * in the default rounding mode; NaN, infinities and |v| >= 2^23 are returned as is. */
+static float qc_rhe_f32(float v)
+{
+    if (v != v || v >= 8388608.0f || v <= -8388608.0f) {
+        return v;
+    }
+    return v >= 0.0f ? (v + 8388608.0f) - 8388608.0f : (v - 8388608.0f) + 8388608.0f;
+}
+"#
+        .to_string()
+    });
+    Ok(format!(
+        r#"    {{
+        float mx = 0.0f, mn = 0.0f, scale, zp;
+        int32_t i;
+        for (i = 0; i < {n}; i++) {{
+            float v = {px}[i];
+            if (v > mx) {{
+                mx = v;
+            }}
+            if (v < mn) {{
+                mn = v;
+            }}
+        }}
+        scale = (mx == mn ? 1.0f : mx - mn) / 255.0f;
+        zp = 0.0f - mn / scale;
+        zp = zp < 0.0f ? 0.0f : zp > 255.0f ? 255.0f : zp;
+        zp = qc_rhe_f32(zp);
+        for (i = 0; i < {n}; i++) {{
+            float q = qc_rhe_f32({px}[i] / scale) + zp;
+            {py}[i] = q != q ? 0u : q <= 0.0f ? 0u : q >= 255.0f ? 255u : (uint8_t)q;
+        }}
+        {ps}[0] = scale;
+        {pz}[0] = (uint8_t)zp;
+    }}
+"#
+    ))
+}
+
+/// MaxPool with its second result, the i64 flat input index of each maximum
+/// (`storage_order` 1: spatial coordinates column-major), as the interpreter: the
+/// first maximum in window order wins (strict `>`), an empty window gives the empty
+/// value (0.0 quantized) and index -1. Quantized operands compare codes, which is
+/// the interpreter's comparison of dequantized values because dequantization is
+/// strictly increasing on the codes (checked).
+fn max_pool_indices(em: &mut Em, cx: &Cx, pool: &PoolAttrs, order: u8) -> Result<String> {
+    let x = cx.input(0)?;
+    let [y, ix] = cx.node.outputs.as_slice() else {
+        return Err(cx.err("max pool with other than one or two results"));
+    };
+    let (tx, ty, ti) = (em.ty(x)?.clone(), em.ty(*y)?.clone(), em.ty(*ix)?.clone());
+    if ti.dtype != DType::I64 || ti.is_quantized() || ti.shape != ty.shape {
+        return Err(cx.err("indices must be raw i64 of the result's shape"));
+    }
+    let g = pool_geom(cx, pool, tx.shape.dims(), ty.shape.dims())?;
+    i32c(cx, numel(&tx))?;
+    let (bt, load, store, empty) = if is_raw_f32(&tx) && is_raw_f32(&ty) {
+        (
+            "float",
+            String::new(),
+            "best".to_string(),
+            "0.0f".to_string(),
+        )
+    } else {
+        let (Some((qx, sx, zx)), Some((qy, sy, zy))) = (q8(&tx), q8(&ty)) else {
+            return Err(cx.err("max pool: f32, or 8-bit per-tensor quantized types"));
+        };
+        let deq = exact::lut(qx, |q| qc_qmath::dequantize(q, sx, zx));
+        if deq
+            .windows(2)
+            .any(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less))
+        {
+            return Err(cx.err("dequantization does not separate the codes"));
+        }
+        let tab = exact::lut(qx, |q| {
+            qc_qmath::quantize(qc_qmath::dequantize(q, sx, zx), sy, zy, qy)
+        });
+        let tn = cx.name("map");
+        em.data_once(&tn, || Ok(array(ctype(ty.dtype), &tn, &tab)))?;
+        (
+            "int32_t",
+            "(int32_t)".to_string(),
+            format!("{tn}[best - ({})]", qmin(qx)),
+            format!(
+                "({}){}",
+                ctype(ty.dtype),
+                qc_qmath::quantize(0.0, sy, zy, qy)
+            ),
+        )
+    };
+    let (h, w) = (g.h, g.w);
+    let hw = h * w;
+    let sp = if order == 1 {
+        format!("(int64_t)by + (int64_t)bx * {h}")
+    } else {
+        format!("(int64_t)by * {w} + (int64_t)bx")
+    };
+    let (px, py, pi) = (em.ptr(x)?, em.ptr(*y)?, em.ptr(*ix)?);
+    let (nc, oh, ow) = (g.nc, g.oh, g.ow);
+    let ([kh, kw], [sh, sw], [dh, dw], [ph, pw]) = (g.k, g.s, g.d, g.pb);
+    Ok(format!(
+        r#"    {{
+        int32_t nc, oy, ox, ky, kx;
+        size_t o = 0;
+        for (nc = 0; nc < {nc}; nc++)
+        for (oy = 0; oy < {oh}; oy++)
+        for (ox = 0; ox < {ow}; ox++, o++) {{
+            {bt} best = 0;
+            int32_t any = 0, by = 0, bx = 0;
+            for (ky = 0; ky < {kh}; ky++) {{
+                int32_t iy = oy * {sh} - {ph} + ky * {dh};
+                if (iy < 0 || iy >= {h}) {{
+                    continue;
+                }}
+                for (kx = 0; kx < {kw}; kx++) {{
+                    int32_t ix = ox * {sw} - {pw} + kx * {dw};
+                    {bt} v;
+                    if (ix < 0 || ix >= {w}) {{
+                        continue;
+                    }}
+                    v = {load}{px}[(size_t)nc * {hw} + (size_t)(iy * {w} + ix)];
+                    if (!any || v > best) {{
+                        best = v;
+                        any = 1;
+                        by = iy;
+                        bx = ix;
+                    }}
+                }}
+            }}
+            if (any) {{
+                {py}[o] = {store};
+                {pi}[o] = (int64_t)nc * {hw} + {sp};
+            }} else {{
+                {py}[o] = {empty};
+                {pi}[o] = -1;
+            }}
+        }}
+    }}
+"#
     ))
 }

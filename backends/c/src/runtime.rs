@@ -29,6 +29,7 @@ pub(crate) enum Piece {
     RqFloat,
     Thresh32,
     Thresh64,
+    Round24,
     F32Key,
     F32Add,
     F32Div,
@@ -59,6 +60,7 @@ impl Piece {
             Piece::Rne => RNE,
             Piece::Thresh32 => THRESH32,
             Piece::Thresh64 => THRESH64,
+            Piece::Round24 => ROUND24,
             Piece::F32Key => F32_KEY,
             Piece::F32Add => F32_ADD,
             Piece::F32Div => F32_DIV,
@@ -160,6 +162,32 @@ static int32_t qc_thresh32(const int32_t *t, int32_t n, int32_t key)
         }
     }
     return lo;
+}
+"#;
+
+const ROUND24: &str = r#"
+/* An exact fixed-point integer rounded to 24 significant bits, ties to even: the
+ * f32 rounding of the real value s * 2^l when that value is a normal f32 (the
+ * emitter checks it). |s| < 2^62, so negation and the shifted result stay in range. */
+static int64_t qc_round24(int64_t s)
+{
+    uint64_t m = s < 0 ? (uint64_t)0 - (uint64_t)s : (uint64_t)s;
+    uint64_t q, rem, half;
+    int32_t sh = 0;
+    while ((m >> sh) >= ((uint64_t)1 << 24)) {
+        sh++;
+    }
+    if (sh == 0) {
+        return s;
+    }
+    q = m >> sh;
+    rem = m & (((uint64_t)1 << sh) - 1u);
+    half = (uint64_t)1 << (sh - 1);
+    if (rem > half || (rem == half && (q & 1u) != 0)) {
+        q += 1;
+    }
+    m = q << sh;
+    return s < 0 ? -(int64_t)m : (int64_t)m;
 }
 "#;
 

@@ -1302,3 +1302,655 @@ fn emitted_c_versus_onnxruntime() {
         versus_onnxruntime(m, contract);
     }
 }
+
+/// Arena bytes beside the planner's lower bound for the benchmark models (printed;
+/// `cargo test -p qc-cgen --test host arena_report -- --nocapture`). Needs no gcc.
+#[test]
+fn arena_report() {
+    for (dir, file) in [
+        ("fixtures/models", "kws_dscnn_int8.onnx"),
+        ("fixtures/models", "ic_resnet8_int8.onnx"),
+        ("bench/models", "vww_mbv1_int8.onnx"),
+        ("bench/models", "mbv2_224_int8.onnx"),
+    ] {
+        let g = load_from(dir, file);
+        let stem = file.trim_end_matches(".onnx");
+        let src = qc_cgen::emit(&g, &opts(&qc_cgen::c_identifier(stem), Contract::Fixed))
+            .unwrap_or_else(|e| panic!("{stem}: {e}"));
+        let plain = qc_passes::memplan::plan(&g).expect("plan");
+        let shared = qc_passes::memplan::plan_with(&g, &qc_cgen::in_place_operands).expect("plan");
+        let granted: Vec<&str> = shared
+            .shares
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_some())
+            .filter_map(|(v, _)| match g.values[v].def {
+                qc_ir::ValueDef::Node { node, .. } => Some(g.node(node).op.name()),
+                _ => None,
+            })
+            .collect();
+        eprintln!(
+            "{stem}: arena {} B (lower bound {}); without in-place: arena {} B (lower bound {}); in place: {granted:?}",
+            src.arena_bytes, src.arena_lower_bound, plain.arena_bytes, plain.lower_bound
+        );
+        assert!(
+            src.arena_bytes <= plain.arena_bytes,
+            "{stem}: in-place made it worse"
+        );
+        assert!(src.arena_lower_bound <= src.arena_bytes);
+    }
+}
+
+/// In-place results: chains of elementwise ops (table maps, quantized add/mul, f32
+/// unary and binary loops, flatten) share one buffer, reshapes copy nothing, and the
+/// outputs stay bit-exact — in `NAME_run_quantized` too, where the first operand is
+/// the caller's buffer rather than its arena slot.
+#[test]
+fn in_place_bit_exact() {
+    if !have_gcc() {
+        eprintln!("gcc not installed: skipped");
+        return;
+    }
+    let sh = [1, 2, 3, 4];
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::f32(sh.to_vec()));
+    let b = g.add_input("b", TensorType::f32(sh.to_vec()));
+    let node = |g: &mut Graph, op: Op, ins: Vec<qc_ir::ValueId>, ty: TensorType| {
+        let n = g.add_node(op, ins, vec![ty], "n");
+        g.node(n).outputs[0]
+    };
+    let q1 = node(&mut g, Op::Quantize, vec![x], qt(&sh, QType::U8, 0.05, 128));
+    let r = node(&mut g, Op::Relu, vec![q1], qt(&sh, QType::U8, 0.05, 128));
+    let s = node(
+        &mut g,
+        Op::Sigmoid,
+        vec![r],
+        qt(&sh, QType::U8, 1.0 / 256.0, 0),
+    );
+    let q2 = node(&mut g, Op::Quantize, vec![b], qt(&sh, QType::I8, 0.04, -3));
+    let a = node(
+        &mut g,
+        Op::Add {
+            act: Activation::Relu,
+        },
+        vec![s, q2],
+        qt(&sh, QType::I8, 0.03, 5),
+    );
+    let c = t2(&mut g);
+    let m = node(&mut g, Op::Mul, vec![a, c], qt(&sh, QType::I8, 0.07, -1));
+    let su = node(&mut g, Op::Sum, vec![c, m, c], qt(&sh, QType::I8, 0.09, 4));
+    let slope =
+        g.add_const(Tensor::new(vec![2, 1, 1], TensorData::F32(vec![0.3, -1.25])).expect("slope"));
+    let pr = node(
+        &mut g,
+        Op::PRelu,
+        vec![su, slope],
+        qt(&sh, QType::I8, 0.06, 0),
+    );
+    let rq = node(
+        &mut g,
+        Op::Requantize,
+        vec![pr],
+        qt(&sh, QType::U8, 0.05, 120),
+    );
+    let fl = node(
+        &mut g,
+        Op::Flatten { axis: 1 },
+        vec![rq],
+        qt(&[1, 24], QType::U8, 0.05, 120),
+    );
+    let y = node(
+        &mut g,
+        Op::Dequantize,
+        vec![fl],
+        TensorType::f32(vec![1, 24]),
+    );
+    g.add_output("y", y);
+    let plain = qc_passes::memplan::plan(&g).expect("plan");
+    for c in [Contract::Fixed, Contract::FixedSingle] {
+        let src = verify(
+            &g,
+            &opts("inplace_q", c),
+            &[31, 32],
+            &format!("inplace-q-{c}"),
+        );
+        assert!(src.has_run_quantized);
+        // q1 -> r -> s -> a -> m -> su -> pr -> rq -> fl: one 64-byte slot (q2 is
+        // live beside it).
+        assert_eq!(src.arena_bytes, 128, "{}", src.source);
+        assert_eq!(plain.arena_bytes, 192);
+        assert!(!src.source.contains("memcpy(("), "{}", src.source);
+    }
+
+    // f32: relu -> leaky relu -> add (broadcast b) -> div -> hard swish -> flatten
+    // -> clip.
+    let f = |d: &[usize]| TensorType::f32(d.to_vec());
+    let mut g = Graph::new();
+    let x = g.add_input("x", f(&[2, 3, 4]));
+    let b = g.add_input("b", f(&[3, 4]));
+    let r = node(&mut g, Op::Relu, vec![x], f(&[2, 3, 4]));
+    let l = node(&mut g, Op::LeakyRelu { alpha: 0.1 }, vec![r], f(&[2, 3, 4]));
+    let s = node(
+        &mut g,
+        Op::Add {
+            act: Activation::None,
+        },
+        vec![l, b],
+        f(&[2, 3, 4]),
+    );
+    let d = node(&mut g, Op::Div, vec![b, s], f(&[2, 3, 4]));
+    let h = node(&mut g, Op::HardSwish, vec![d], f(&[2, 3, 4]));
+    let fl = node(&mut g, Op::Flatten { axis: 1 }, vec![h], f(&[2, 12]));
+    let y = node(
+        &mut g,
+        Op::Clip {
+            min: Some(-0.5),
+            max: Some(3.0),
+        },
+        vec![fl],
+        f(&[2, 12]),
+    );
+    g.add_output("y", y);
+    let plain = qc_passes::memplan::plan(&g).expect("plan");
+    let src = verify(&g, &opts("inplace_f", Contract::Float), &[33], "inplace-f");
+    // 96 bytes -> one 128-byte slot instead of two.
+    assert_eq!((src.arena_bytes, plain.arena_bytes), (128, 256));
+    assert!(!src.source.contains("memcpy(("), "{}", src.source);
+
+    // A transpose is not elementwise: its operand's buffer is never reused, although
+    // the planner would allow it (last use, equal size).
+    let mut g = Graph::new();
+    let x = g.add_input("x", f(&[1, 2, 3, 4]));
+    let q = node(
+        &mut g,
+        Op::Quantize,
+        vec![x],
+        qt(&[1, 2, 3, 4], QType::U8, 0.05, 128),
+    );
+    let t = node(
+        &mut g,
+        Op::Transpose {
+            perm: vec![0, 1, 3, 2],
+        },
+        vec![q],
+        qt(&[1, 2, 4, 3], QType::U8, 0.05, 128),
+    );
+    let r = node(
+        &mut g,
+        Op::Relu,
+        vec![t],
+        qt(&[1, 2, 4, 3], QType::U8, 0.05, 128),
+    );
+    let y = node(&mut g, Op::Dequantize, vec![r], f(&[1, 2, 4, 3]));
+    g.add_output("y", y);
+    let src = verify(&g, &opts("inplace_t", Contract::Fixed), &[34], "inplace-t");
+    assert_eq!(src.arena_bytes, 128);
+}
+
+/// N-ary sum (1, 2 and 3 operands, broadcasting), PRelu with a per-channel constant
+/// slope, reduce mean over inner and middle axes — quantized under both fixed
+/// contracts and in f32 — and casts between f32, i64, i32, i8, u8 and bool
+/// (saturation, wrapping, rounding to f32).
+#[test]
+fn sum_prelu_cast_reduce_bit_exact() {
+    if !have_gcc() {
+        eprintln!("gcc not installed: skipped");
+        return;
+    }
+    let node = |g: &mut Graph, op: Op, ins: Vec<qc_ir::ValueId>, ty: TensorType| {
+        let n = g.add_node(op, ins, vec![ty], "n");
+        g.node(n).outputs[0]
+    };
+    let sh = [1, 3, 4, 5];
+    let mut g = Graph::new();
+    let a = g.add_input("a", qt(&sh, QType::U8, 0.05, 128));
+    let b = g.add_input("b", qt(&[1, 3, 1, 5], QType::I8, 0.03, -4));
+    let c = g.add_input("c", qt(&[5], QType::U8, 0.1, 10));
+    let s3 = node(&mut g, Op::Sum, vec![a, b, c], qt(&sh, QType::I8, 0.07, 2));
+    let s1 = node(&mut g, Op::Sum, vec![a], qt(&sh, QType::U8, 0.04, 100));
+    let s2 = node(&mut g, Op::Sum, vec![b, a], qt(&sh, QType::U8, 0.06, 90));
+    let slope = g.add_const(
+        Tensor::new(vec![3, 1, 1], TensorData::F32(vec![0.25, -0.5, 1.5])).expect("slope"),
+    );
+    let pr = node(
+        &mut g,
+        Op::PRelu,
+        vec![s3, slope],
+        qt(&sh, QType::I8, 0.06, 0),
+    );
+    let rm = node(
+        &mut g,
+        Op::ReduceMean {
+            axes: vec![2, 3],
+            keepdims: true,
+        },
+        vec![a],
+        qt(&[1, 3, 1, 1], QType::U8, 0.045, 120),
+    );
+    let rm2 = node(
+        &mut g,
+        Op::ReduceMean {
+            axes: vec![1],
+            keepdims: false,
+        },
+        vec![s3],
+        qt(&[1, 4, 5], QType::I8, 0.05, -3),
+    );
+    for (i, v) in [pr, s1, s2, rm, rm2].into_iter().enumerate() {
+        g.add_output(format!("y{i}"), v);
+    }
+    for ct in [Contract::Fixed, Contract::FixedSingle] {
+        let src = verify(
+            &g,
+            &opts("ops_q", ct),
+            &[51, 52, 53],
+            &format!("ops-q-{ct}"),
+        );
+        assert!(src.source.contains("qc_round24"));
+        // Integer-only: no float in the quantized kernels.
+        assert!(!src.source.contains("float"), "{}", src.source);
+    }
+
+    let f = |d: &[usize]| TensorType::f32(d.to_vec());
+    let mut g = Graph::new();
+    let x = g.add_input("x", f(&[2, 3, 4]));
+    let y = g.add_input("y", f(&[3, 4]));
+    let z = g.add_input("z", f(&[4]));
+    let sm = node(&mut g, Op::Sum, vec![x, y, z], f(&[2, 3, 4]));
+    let pr = node(&mut g, Op::PRelu, vec![sm, y], f(&[2, 3, 4]));
+    let rm = node(
+        &mut g,
+        Op::ReduceMean {
+            axes: vec![0, 2],
+            keepdims: true,
+        },
+        vec![pr],
+        f(&[1, 3, 1]),
+    );
+    let rall = node(
+        &mut g,
+        Op::ReduceMean {
+            axes: vec![],
+            keepdims: false,
+        },
+        vec![x],
+        f(&[]),
+    );
+    let k = g.add_const(Tensor::new(vec![1], TensorData::F32(vec![3.0e9])).expect("k"));
+    let big = node(&mut g, Op::Mul, vec![x, k], f(&[2, 3, 4]));
+    let ty = |d: DType| TensorType::new(d, vec![2, 3, 4]);
+    let c64 = node(
+        &mut g,
+        Op::Cast { to: DType::I64 },
+        vec![big],
+        ty(DType::I64),
+    );
+    let c8 = node(&mut g, Op::Cast { to: DType::I8 }, vec![c64], ty(DType::I8));
+    let c32 = node(
+        &mut g,
+        Op::Cast { to: DType::I32 },
+        vec![big],
+        ty(DType::I32),
+    );
+    let cu8 = node(&mut g, Op::Cast { to: DType::U8 }, vec![x], ty(DType::U8));
+    let cf = node(
+        &mut g,
+        Op::Cast { to: DType::F32 },
+        vec![c64],
+        ty(DType::F32),
+    );
+    let cb = node(
+        &mut g,
+        Op::Cast { to: DType::Bool },
+        vec![c8],
+        ty(DType::Bool),
+    );
+    for (i, v) in [rm, rall, pr, c8, c32, cu8, cf, cb].into_iter().enumerate() {
+        g.add_output(format!("y{i}"), v);
+    }
+    verify(&g, &opts("ops_f", Contract::Float), &[54, 55], "ops-f");
+}
+
+/// `qc_round24` (partial sums of the quantized n-ary sum) against the host's own
+/// int64 -> f32 conversion (round to nearest even), ties and carries included.
+#[test]
+fn round24_matches_ieee() {
+    if !have_gcc() {
+        eprintln!("gcc not installed: skipped");
+        return;
+    }
+    let dir = workdir("round24");
+    let c = format!(
+        r#"#include <stdint.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+{}
+static uint64_t st = 0x2545f4914f6cdd1dull;
+static uint64_t rnd(void) {{ st ^= st << 13; st ^= st >> 7; st ^= st << 17; return st; }}
+int main(void)
+{{
+    long i, bad = 0, rounded = 0;
+    for (i = 0; i < 2000000; i++) {{
+        int bits = 1 + (int)(rnd() % 62u);
+        int64_t s = (int64_t)(rnd() >> (64 - bits)), want, got;
+        /* Exact ties and near-ties: low bits 100..0 or 011..1 below 24 significant bits. */
+        if (bits > 25 && (rnd() & 3u) == 0) {{
+            int sh = bits - 24;
+            s = (s >> sh << sh) | ((int64_t)1 << (sh - 1));
+            s -= (int64_t)(rnd() % 3u) - 1;
+        }}
+        if (rnd() & 1u) s = -s;
+        want = (int64_t)(float)s;
+        got = qc_round24(s);
+        rounded += want != s;
+        if (want != got) {{ if (bad < 5) printf("%lld: want %lld got %lld\n", (long long)s, (long long)want, (long long)got); bad++; }}
+    }}
+    printf("%ld bad, %ld rounded\n", bad, rounded);
+    return bad != 0 || rounded < 100000;
+}}
+"#,
+        qc_cgen::runtime_helpers_for_tests()
+    );
+    std::fs::write(dir.join("r24.c"), c).expect("write");
+    gcc(&dir, &["-Wno-unused-function", "r24.c", "-o", "r24"]);
+    let out = Command::new(dir.join("r24")).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "qc_round24 mismatches:\n{stdout}");
+    eprintln!("{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// ConvTranspose quantized (groups, stride, dilation, pads, output padding, per-channel
+/// weights along axis 1 with non-zero zero points, bias, relu) under all three
+/// contracts, ConvTranspose in f32 (1-D, clip), and ConvInteger with constant zero
+/// points (per output channel for w).
+#[test]
+fn conv_transpose_and_integer_bit_exact() {
+    if !have_gcc() {
+        eprintln!("gcc not installed: skipped");
+        return;
+    }
+    let mut rng = Rng(61);
+    let mut g = Graph::new();
+    let x = g.add_input("x", qt(&[1, 4, 3, 5], QType::U8, 0.05, 120));
+    let wv: Vec<i8> = (0..4 * 3 * 3 * 2)
+        .map(|_| rng.range(-127, 127) as i8)
+        .collect();
+    let w = g.add_const(Tensor::new(vec![4, 3, 3, 2], TensorData::I8(wv)).expect("w"));
+    g.value_mut(w).ty.quant = Some(QuantParams::per_axis(
+        QType::I8,
+        1,
+        vec![0.004, 0.006, 0.009],
+        vec![0, 2, -1],
+    ));
+    let b = bias(&mut g, 6, 62);
+    let ct = |s: Vec<usize>, d: Vec<usize>, p: Vec<usize>, op: Vec<usize>, group, act| {
+        Op::ConvTranspose(qc_ir::ConvTransposeAttrs {
+            kernel: vec![],
+            strides: s,
+            dilations: d,
+            pads: p,
+            output_padding: op,
+            group,
+            act,
+        })
+    };
+    let n = g.add_node(
+        ct(
+            vec![2, 1],
+            vec![1, 2],
+            vec![1, 0, 0, 1],
+            vec![1, 0],
+            2,
+            Activation::Relu,
+        ),
+        vec![x, w, b],
+        vec![qt(&[1, 6, 7, 6], QType::U8, 0.08, 100)],
+        "deconv",
+    );
+    let y = g.node(n).outputs[0];
+    g.add_output("y", y);
+    for c in [Contract::Fixed, Contract::FixedSingle, Contract::Float] {
+        verify(
+            &g,
+            &opts("deconv_q", c),
+            &[63, 64],
+            &format!("deconv-q-{c}"),
+        );
+    }
+
+    let f = |d: &[usize]| TensorType::f32(d.to_vec());
+    let mut g = Graph::new();
+    let x = g.add_input("x", f(&[1, 2, 4]));
+    let wv: Vec<f32> = (0..2 * 3 * 5)
+        .map(|_| rng.range(-100, 100) as f32 / 37.0)
+        .collect();
+    let w = g.add_const(Tensor::new(vec![2, 3, 5], TensorData::F32(wv)).expect("w"));
+    let b = g.add_const(Tensor::new(vec![3], TensorData::F32(vec![0.5, -0.25, 0.1])).expect("b"));
+    let n = g.add_node(
+        ct(
+            vec![2],
+            vec![],
+            vec![1, 2],
+            vec![],
+            1,
+            Activation::Clip {
+                min: -1.0,
+                max: 2.0,
+            },
+        ),
+        vec![x, w, b],
+        vec![f(&[1, 3, 8])],
+        "deconv_f",
+    );
+    let y = g.node(n).outputs[0];
+    g.add_output("y", y);
+    verify(&g, &opts("deconv_f", Contract::Float), &[65], "deconv-f");
+
+    // conv_integer on raw u8 made from a float input (scaled, cast with saturation).
+    let mut g = Graph::new();
+    let x = g.add_input("x", f(&[1, 2, 5, 5]));
+    let k = g.add_const(Tensor::new(vec![1], TensorData::F32(vec![40.0])).expect("k"));
+    let n = g.add_node(Op::Mul, vec![x, k], vec![f(&[1, 2, 5, 5])], "scale");
+    let xs = g.node(n).outputs[0];
+    let n = g.add_node(
+        Op::Cast { to: DType::U8 },
+        vec![xs],
+        vec![TensorType::new(DType::U8, vec![1, 2, 5, 5])],
+        "cast",
+    );
+    let xu = g.node(n).outputs[0];
+    let wv: Vec<i8> = (0..3 * 2 * 3 * 3)
+        .map(|_| rng.range(-128, 127) as i8)
+        .collect();
+    let w = g.add_const(Tensor::new(vec![3, 2, 3, 3], TensorData::I8(wv)).expect("w"));
+    let zx = g.add_const(Tensor::new(vec![], TensorData::U8(vec![7])).expect("zx"));
+    let zw = g.add_const(Tensor::new(vec![3], TensorData::I8(vec![1, -2, 0])).expect("zw"));
+    let n = g.add_node(
+        Op::ConvInteger(qc_ir::ConvAttrs {
+            kernel: vec![3, 3],
+            strides: vec![2, 2],
+            dilations: vec![],
+            pads: vec![1, 1, 1, 1],
+            group: 1,
+            act: Activation::None,
+        }),
+        vec![xu, w, zx, zw],
+        vec![TensorType::new(DType::I32, vec![1, 3, 3, 3])],
+        "conv_integer",
+    );
+    let y = g.node(n).outputs[0];
+    g.add_output("y", y);
+    verify(
+        &g,
+        &opts("conv_int", Contract::Fixed),
+        &[66, 67],
+        "conv-int",
+    );
+}
+
+/// Batched and broadcast matmul (f32 with 1-D promotion; quantized with per-column
+/// constant weights and with a quantized run-time b) under all three contracts, and
+/// matmul_integer with per-row and per-column zero points.
+#[test]
+fn batched_matmul_bit_exact() {
+    if !have_gcc() {
+        eprintln!("gcc not installed: skipped");
+        return;
+    }
+    let mut rng = Rng(71);
+    let node = |g: &mut Graph, op: Op, ins: Vec<qc_ir::ValueId>, ty: TensorType| {
+        let n = g.add_node(op, ins, vec![ty], "n");
+        g.node(n).outputs[0]
+    };
+    let f = |d: &[usize]| TensorType::f32(d.to_vec());
+    let mut g = Graph::new();
+    let a = g.add_input("a", f(&[2, 1, 3, 4]));
+    let b = g.add_input("b", f(&[3, 4, 5]));
+    let v = g.add_input("v", f(&[4]));
+    let y0 = node(
+        &mut g,
+        Op::MatMul {
+            act: Activation::Relu,
+        },
+        vec![a, b],
+        f(&[2, 3, 3, 5]),
+    );
+    let y1 = node(
+        &mut g,
+        Op::MatMul {
+            act: Activation::None,
+        },
+        vec![v, b],
+        f(&[3, 5]),
+    );
+    g.add_output("y0", y0);
+    g.add_output("y1", y1);
+    verify(&g, &opts("bmm_f", Contract::Float), &[72], "bmm-f");
+
+    let mut g = Graph::new();
+    let a = g.add_input("a", qt(&[2, 3, 4], QType::U8, 0.05, 120));
+    let b = g.add_input("b", qt(&[2, 4, 5], QType::I8, 0.04, 3));
+    let wv: Vec<i8> = (0..20).map(|_| rng.range(-127, 127) as i8).collect();
+    let w = g.add_const(Tensor::new(vec![4, 5], TensorData::I8(wv)).expect("w"));
+    g.value_mut(w).ty.quant = Some(QuantParams::per_axis(
+        QType::I8,
+        1,
+        vec![0.01, 0.02, 0.015, 0.03, 0.005],
+        vec![0; 5],
+    ));
+    let y0 = node(
+        &mut g,
+        Op::MatMul {
+            act: Activation::None,
+        },
+        vec![a, w],
+        qt(&[2, 3, 5], QType::I8, 0.06, -2),
+    );
+    let y1 = node(
+        &mut g,
+        Op::MatMul {
+            act: Activation::Relu,
+        },
+        vec![a, b],
+        qt(&[2, 3, 5], QType::U8, 0.2, 10),
+    );
+    g.add_output("y0", y0);
+    g.add_output("y1", y1);
+    for c in [Contract::Fixed, Contract::FixedSingle, Contract::Float] {
+        verify(&g, &opts("bmm_q", c), &[73, 74], &format!("bmm-q-{c}"));
+    }
+
+    let mut g = Graph::new();
+    let x = g.add_input("x", f(&[2, 3, 4]));
+    let k = g.add_const(Tensor::new(vec![1], TensorData::F32(vec![40.0])).expect("k"));
+    let xs = node(&mut g, Op::Mul, vec![x, k], f(&[2, 3, 4]));
+    let xu = node(
+        &mut g,
+        Op::Cast { to: DType::U8 },
+        vec![xs],
+        TensorType::new(DType::U8, vec![2, 3, 4]),
+    );
+    let wv: Vec<i8> = (0..20).map(|_| rng.range(-128, 127) as i8).collect();
+    let w = g.add_const(Tensor::new(vec![4, 5], TensorData::I8(wv)).expect("w"));
+    let za = g.add_const(Tensor::new(vec![3], TensorData::U8(vec![3, 0, 9])).expect("za"));
+    let zb =
+        g.add_const(Tensor::new(vec![5], TensorData::I8(vec![1, -2, 0, 5, -128])).expect("zb"));
+    let y = node(
+        &mut g,
+        Op::MatMulInteger,
+        vec![xu, w, za, zb],
+        TensorType::new(DType::I32, vec![2, 3, 5]),
+    );
+    g.add_output("y", y);
+    verify(&g, &opts("mm_int", Contract::Fixed), &[75, 76], "mm-int");
+}
+
+/// MaxPool's indices result (both storage orders, padding, ceil mode; quantized and
+/// f32), dynamic_quantize on its own, and the dynamically quantized MLP fixture
+/// (dynamic_quantize -> matmul_integer with run-time zero points -> cast -> scale).
+#[test]
+fn max_pool_indices_and_dynamic_quantize_bit_exact() {
+    if !have_gcc() {
+        eprintln!("gcc not installed: skipped");
+        return;
+    }
+    let pool = PoolAttrs {
+        kernel: vec![3, 2],
+        strides: vec![2, 2],
+        dilations: vec![],
+        pads: vec![1, 0, 1, 1],
+        ceil_mode: true,
+    };
+    let i64s = |d: &[usize]| TensorType::new(DType::I64, d.to_vec());
+    let mut g = Graph::new();
+    let a = g.add_input("a", qt(&[1, 3, 5, 6], QType::U8, 0.05, 128));
+    let f = g.add_input("f", TensorType::f32(vec![2, 2, 5, 6]));
+    let mut outs = Vec::new();
+    for (i, (x, ty)) in [
+        (a, qt(&[1, 3, 3, 3], QType::I8, 0.07, -5)),
+        (f, TensorType::f32(vec![2, 2, 3, 3])),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for order in [0u8, 1] {
+            let n = g.add_node(
+                Op::MaxPool {
+                    pool: pool.clone(),
+                    storage_order: order,
+                },
+                vec![x],
+                vec![ty.clone(), i64s(ty.shape.dims())],
+                format!("mp{i}{order}"),
+            );
+            outs.extend(g.node(n).outputs.clone());
+        }
+    }
+    let n = g.add_node(
+        Op::DynamicQuantize,
+        vec![f],
+        vec![
+            TensorType::new(DType::U8, vec![2, 2, 5, 6]),
+            TensorType::f32(vec![]),
+            TensorType::new(DType::U8, vec![]),
+        ],
+        "dq",
+    );
+    outs.extend(g.node(n).outputs.clone());
+    for (i, v) in outs.into_iter().enumerate() {
+        g.add_output(format!("y{i}"), v);
+    }
+    for c in [Contract::Fixed, Contract::Float] {
+        verify(&g, &opts("mpi", c), &[81, 82], &format!("mpi-{c}"));
+    }
+
+    let g = load("mlp_dynamic.onnx");
+    verify(
+        &g,
+        &opts("mlp_dynamic", Contract::Float),
+        &[83, 84],
+        "mlp-dynamic",
+    );
+}
