@@ -267,20 +267,7 @@ pub(crate) mod x86 {
         // SAFETY: `params` points at PARAMS i64 (contract).
         let v = unsafe { std::slice::from_raw_parts(params, PARAMS) };
         let u = |i: usize| v[i].max(0) as usize;
-        let p = Plane {
-            ih: u(0),
-            iw: u(1),
-            kh: u(2),
-            kw: u(3),
-            sh: u(4),
-            sw: u(5),
-            dh: u(6),
-            dw: u(7),
-            pt: u(8),
-            pl: u(9),
-            oh: u(10),
-            ow: u(11),
-        };
+        let p = Plane::from_params(v);
         let (c_out, mult) = (u(PARAMS - 2), u(PARAMS - 1).max(1));
         if c_out == 0 || !applies(&p, c_out.div_ceil(mult)) {
             return;

@@ -84,6 +84,26 @@ impl Plane {
         (self.oh * self.wq()).div_ceil(BLOCK) * BLOCK
     }
 
+    /// The geometry from the first 12 values of a parameter block (negative values
+    /// read as 0, which [`applies`] rejects where it matters).
+    pub(crate) fn from_params(v: &[i64]) -> Plane {
+        let u = |i: usize| v.get(i).copied().unwrap_or(0).max(0) as usize;
+        Plane {
+            ih: u(0),
+            iw: u(1),
+            kh: u(2),
+            kw: u(3),
+            sh: u(4),
+            sw: u(5),
+            dh: u(6),
+            dw: u(7),
+            pt: u(8),
+            pl: u(9),
+            oh: u(10),
+            ow: u(11),
+        }
+    }
+
     /// The parameter block for [`PARAMS`].
     pub(crate) fn params(&self, zx: i32, signed: bool) -> [i64; PARAMS] {
         let v = [
@@ -412,21 +432,7 @@ pub(crate) mod x86 {
     ) {
         // SAFETY: `params` points at PARAMS i64 (contract).
         let v = unsafe { std::slice::from_raw_parts(params, super::PARAMS) };
-        let u = |i: usize| v[i].max(0) as usize;
-        let p = Plane {
-            ih: u(0),
-            iw: u(1),
-            kh: u(2),
-            kw: u(3),
-            sh: u(4),
-            sw: u(5),
-            dh: u(6),
-            dw: u(7),
-            pt: u(8),
-            pl: u(9),
-            oh: u(10),
-            ow: u(11),
-        };
+        let p = Plane::from_params(v);
         if !super::applies(&p) || p.oh == 0 || p.ow == 0 {
             return;
         }

@@ -70,167 +70,94 @@ fn detect() -> Option<PairTile> {
 
 pub(crate) mod dw16;
 pub(crate) mod dw_plane;
-
-/// The channel-blocked depthwise kernel with the fused `float`-contract epilogue, if
-/// the host has one under `ks` (contract in [`dw16`]).
-pub(crate) fn dw16(ks: KernelSet) -> Option<usize> {
-    match ks {
-        KernelSet::Cranelift => None,
-        KernelSet::Auto => detect_dw16(),
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn detect_dw16() -> Option<usize> {
-    if std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-        && std::arch::is_x86_feature_detected!("avx512vl")
-    {
-        return Some(dw16::x86::entry as *const () as usize);
-    }
-    None
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn detect_dw16() -> Option<usize> {
-    None
-}
 pub(crate) mod gemv;
 pub(crate) mod max_pool;
 pub(crate) mod qbinary;
 pub(crate) mod quantize;
-
-/// The native f32 → 8-bit quantize, if the host has one under `ks` (contract in
-/// [`quantize`]).
-pub(crate) fn quantize(ks: KernelSet) -> Option<usize> {
-    match ks {
-        KernelSet::Cranelift => None,
-        KernelSet::Auto => detect_qbinary().map(|_| quantize::x86::entry as *const () as usize),
-    }
-}
-
-/// The native same-shape quantized add/sub/mul, if the host has one under `ks`
-/// (contract in [`qbinary`]).
-pub(crate) fn qbinary(ks: KernelSet) -> Option<usize> {
-    match ks {
-        KernelSet::Cranelift => None,
-        KernelSet::Auto => detect_qbinary(),
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn detect_qbinary() -> Option<usize> {
-    if std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-        && std::arch::is_x86_feature_detected!("avx512vl")
-    {
-        return Some(qbinary::x86::entry as *const () as usize);
-    }
-    None
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn detect_qbinary() -> Option<usize> {
-    None
-}
 pub(crate) mod requant;
 
-/// The native `float`-contract epilogue for 8-bit results, if the host has one under
-/// `ks` (contract in [`requant`]).
-pub(crate) fn requant_tile(ks: KernelSet) -> Option<usize> {
-    match ks {
-        KernelSet::Cranelift => None,
-        KernelSet::Auto => detect_requant(),
-    }
+/// The AVX-512 features a native kernel needs (F always).
+#[derive(Clone, Copy)]
+enum Needs {
+    /// AVX-512F, BW and VL (the 512-bit kernels with byte/word masks and 128-bit forms).
+    BwVl,
+    /// AVX-512F and BW.
+    Bw,
+    /// AVX-512F, BW and VNNI (`vpdpbusd`).
+    Vnni,
 }
 
 #[cfg(target_arch = "x86_64")]
-fn detect_requant() -> Option<usize> {
-    if std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-        && std::arch::is_x86_feature_detected!("avx512vl")
-    {
-        return Some(requant::x86::entry as *const () as usize);
+fn has(n: Needs) -> bool {
+    use std::arch::is_x86_feature_detected as f;
+    let base = f!("avx512f") && f!("avx512bw");
+    match n {
+        Needs::BwVl => base && f!("avx512vl"),
+        Needs::Bw => base,
+        Needs::Vnni => base && f!("avx512vnni"),
     }
-    None
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn detect_requant() -> Option<usize> {
-    None
+fn has(_: Needs) -> bool {
+    false
 }
 
-/// The native quantized matrix-vector kernel for this host under `ks`, if any
-/// (contract in [`gemv`]).
-pub(crate) fn gemv(ks: KernelSet) -> Option<usize> {
+/// `addr` (a native kernel's entry) when `ks` allows native kernels and the host has
+/// what the kernel needs. Kernels for other hosts do not exist yet: `addr` is only
+/// called on x86-64.
+fn native(ks: KernelSet, n: Needs, addr: impl FnOnce() -> usize) -> Option<usize> {
     match ks {
         KernelSet::Cranelift => None,
-        KernelSet::Auto => detect_gemv(),
+        KernelSet::Auto => has(n).then(addr),
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-fn detect_gemv() -> Option<usize> {
-    if std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-    {
-        return Some(gemv::x86::entry as *const () as usize);
-    }
-    None
+/// The address of a native kernel's C-ABI entry on x86-64 (`0`, never used, elsewhere).
+macro_rules! entry {
+    ($($path:tt)*) => {{
+        #[cfg(target_arch = "x86_64")]
+        let a = $($path)* as *const () as usize;
+        #[cfg(not(target_arch = "x86_64"))]
+        let a = 0usize;
+        a
+    }};
 }
 
-#[cfg(not(target_arch = "x86_64"))]
-fn detect_gemv() -> Option<usize> {
-    None
+/// The channel-blocked depthwise kernel with the fused `float`-contract epilogue
+/// (contract in [`dw16`]).
+pub(crate) fn dw16(ks: KernelSet) -> Option<usize> {
+    native(ks, Needs::BwVl, || entry!(dw16::x86::entry))
 }
 
-/// The native quad-form (u8 × i8) matrix-vector kernel, if any (`gemv::x86::quad_entry`).
-pub(crate) fn gemv_quad(ks: KernelSet) -> Option<usize> {
-    match ks {
-        KernelSet::Cranelift => None,
-        KernelSet::Auto => detect_gemv_quad(),
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn detect_gemv_quad() -> Option<usize> {
-    if std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-        && std::arch::is_x86_feature_detected!("avx512vnni")
-    {
-        return Some(gemv::x86::quad_entry as *const () as usize);
-    }
-    None
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn detect_gemv_quad() -> Option<usize> {
-    None
-}
-
-/// The best depthwise plane kernel for this host under `ks`, if any: the address of
-/// `dw_plane::x86::planes512_entry` (contracts in [`dw_plane`]).
+/// The depthwise plane kernel, over groups of channels (contracts in [`dw_plane`]).
 pub(crate) fn dw_plane(ks: KernelSet) -> Option<usize> {
-    match ks {
-        KernelSet::Cranelift => None,
-        KernelSet::Auto => detect_dw_plane(),
-    }
+    native(ks, Needs::BwVl, || entry!(dw_plane::x86::planes512_entry))
 }
 
-#[cfg(target_arch = "x86_64")]
-fn detect_dw_plane() -> Option<usize> {
-    if std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-        && std::arch::is_x86_feature_detected!("avx512vl")
-    {
-        return Some(dw_plane::x86::planes512_entry as *const () as usize);
-    }
-    None
+/// The f32 → 8-bit quantize (contract in [`quantize`]).
+pub(crate) fn quantize(ks: KernelSet) -> Option<usize> {
+    native(ks, Needs::BwVl, || entry!(quantize::x86::entry))
 }
 
-#[cfg(not(target_arch = "x86_64"))]
-fn detect_dw_plane() -> Option<usize> {
-    None
+/// The same-shape quantized add/sub/mul (contract in [`qbinary`]).
+pub(crate) fn qbinary(ks: KernelSet) -> Option<usize> {
+    native(ks, Needs::BwVl, || entry!(qbinary::x86::entry))
+}
+
+/// The `float`-contract epilogue for 8-bit results (contract in [`requant`]).
+pub(crate) fn requant_tile(ks: KernelSet) -> Option<usize> {
+    native(ks, Needs::BwVl, || entry!(requant::x86::entry))
+}
+
+/// The pair-form quantized matrix-vector kernel (contract in [`gemv`]).
+pub(crate) fn gemv(ks: KernelSet) -> Option<usize> {
+    native(ks, Needs::Bw, || entry!(gemv::x86::entry))
+}
+
+/// The quad-form (u8 × i8) matrix-vector kernel (`gemv::x86::quad_entry`).
+pub(crate) fn gemv_quad(ks: KernelSet) -> Option<usize> {
+    native(ks, Needs::Vnni, || entry!(gemv::x86::quad_entry))
 }
 
 /// The best quad-tile kernel for this host under `ks`, if any.
