@@ -275,7 +275,9 @@ impl CompiledModel {
         for w in marks.windows(2) {
             let (i, t0) = w[0];
             let (_, t1) = w[1];
-            let Some((op, name)) = usize::try_from(i).ok().and_then(|i| self.node_labels.get(i))
+            let Some((op, name)) = usize::try_from(i)
+                .ok()
+                .and_then(|i| self.node_labels.get(i))
             else {
                 continue;
             };
