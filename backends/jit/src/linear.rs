@@ -1544,16 +1544,10 @@ fn dw_weights_bias(
     if wv.len() != c_out * k || wv.iter().any(|w| w.unsigned_abs() > 255) {
         return Ok(None);
     }
-    let bias: Vec<i32> = if cx.node.inputs.len() > 2 {
-        match cx.const_in(2) {
-            Some(b) if b.dims().iter().product::<usize>() == c_out => {
-                b.to_i64_vec().into_iter().map(|v| v as i32).collect()
-            }
-            _ => return Ok(None),
-        }
-    } else {
-        vec![0; c_out]
+    let Some(bias) = const_bias(cx, c_out) else {
+        return Ok(None);
     };
+    let bias: Vec<i32> = bias.into_iter().map(|v| v as i32).collect();
     Ok(Some((wv, bias)))
 }
 
@@ -1666,6 +1660,18 @@ fn buf_requant(
 // Padding taps hold the byte of `zx` (so `x' = zx'`) and contribute 0; k padded to a
 // multiple of 4 has `w' = 0` in `A`, so whatever `B` holds there contributes 0.
 
+/// The bias of a conv/gemm as i64 per output channel: zeros without a bias input,
+/// `None` when the bias is computed at run time (it cannot be folded at compile time).
+fn const_bias(cx: &Cx, c_out: usize) -> Option<Vec<i64>> {
+    if cx.node.inputs.len() <= 2 {
+        return Some(vec![0; c_out]);
+    }
+    match cx.const_in(2) {
+        Some(b) if b.dims().iter().product::<usize>() == c_out => Some(b.to_i64_vec()),
+        _ => None,
+    }
+}
+
 /// The quad form of a quantized conv, when the host and the weights allow it:
 /// (kernel, packed `A` address, folded bias address).
 #[allow(clippy::too_many_arguments)]
@@ -1685,14 +1691,9 @@ fn quad_setup(
     if wv.len() != c_out * k || wv.iter().any(|&w| !(-128..=127).contains(&w)) {
         return Ok(None);
     }
-    let bias: Vec<i64> = if cx.node.inputs.len() > 2 {
-        match cx.const_in(2) {
-            Some(b) if b.dims().iter().product::<usize>() == c_out => b.to_i64_vec(),
-            // A bias computed at run time cannot be folded: use the pair form.
-            _ => return Ok(None),
-        }
-    } else {
-        vec![0; c_out]
+    // A bias computed at run time cannot be folded: use the pair form.
+    let Some(bias) = const_bias(cx, c_out) else {
+        return Ok(None);
     };
     let zxp = i64::from(if xq == QType::U8 { zx } else { zx + 128 });
     let kq = k.div_ceil(4);
@@ -1737,13 +1738,8 @@ fn taps_setup(
     if wv.len() != c_out * k || wv.iter().any(|&w| !(-128..=127).contains(&w)) {
         return Ok(None);
     }
-    let bias: Vec<i64> = if cx.node.inputs.len() > 2 {
-        match cx.const_in(2) {
-            Some(b) if b.dims().iter().product::<usize>() == c_out => b.to_i64_vec(),
-            _ => return Ok(None),
-        }
-    } else {
-        vec![0; c_out]
+    let Some(bias) = const_bias(cx, c_out) else {
+        return Ok(None);
     };
     let zxp = i64::from(if xq == QType::U8 { zx } else { zx + 128 });
     let kq_t = c_in.div_ceil(4);

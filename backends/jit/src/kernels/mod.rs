@@ -260,8 +260,7 @@ mod x86 {
     }
 
     /// # Safety
-    /// The CPU has AVX-512F/BW/VNNI; the pointers satisfy the quad contract with
-    /// `nr = NR512` and `R` rows.
+    /// The CPU has AVX-512F/BW/VNNI; the pointers satisfy the quad contract.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     unsafe fn dpbusd512<const R: usize>(
         a: *const u8,
@@ -271,32 +270,11 @@ mod x86 {
         kq: usize,
         out: *mut i32,
     ) {
-        let mut acc = [[_mm512_setzero_si512(); 2]; R];
-        for q in 0..kq {
-            // SAFETY: step q < kq of B: 128 bytes at b + q * b_step are inside packed
-            // B; rows r < R of A hold kq quads, so the 4 bytes at a + r * a_row + 4q
-            // are inside packed A (contract).
-            unsafe {
-                let bp = b.add(q * b_step);
-                let b0 = _mm512_loadu_si512(bp.cast());
-                let b1 = _mm512_loadu_si512(bp.add(64).cast());
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let av = (a.add(r * a_row + 4 * q) as *const i32).read_unaligned();
-                    let av = _mm512_set1_epi32(av);
-                    // u8 operand first: the activations.
-                    acc[0] = _mm512_dpbusd_epi32(acc[0], b0, av);
-                    acc[1] = _mm512_dpbusd_epi32(acc[1], b1, av);
-                }
-            }
-        }
-        for (r, acc) in acc.iter().enumerate() {
-            // SAFETY: out holds R × NR512 i32 (contract).
-            unsafe {
-                let o = out.add(r * NR512);
-                _mm512_storeu_si512(o.cast(), acc[0]);
-                _mm512_storeu_si512(o.add(16).cast(), acc[1]);
-            }
-        }
+        // The quad tile is the tap kernel with one tap at offset 0.
+        let zero = 0usize;
+        // SAFETY: as the caller's contract; one tap at offset 0 reads exactly the
+        // quad tile's steps.
+        unsafe { dpbusd512_taps::<R>(a, a_row, b, b_step, kq, out, &zero, 1) }
     }
 
     /// # Safety
