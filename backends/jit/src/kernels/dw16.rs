@@ -40,9 +40,23 @@ fn ring_rows(p: &Plane) -> usize {
     (p.kh - 1) * p.dh + 1
 }
 
-/// Scratch bytes: the ring of padded rows (16 f32 per column).
+/// Padded rows of the whole plane (every row any output reads).
+fn plane_rows(p: &Plane) -> usize {
+    (p.oh - 1) * p.sh + (p.kh - 1) * p.dh + 1
+}
+
+/// Whether the plane is computed *flat*: narrow outputs (a row shorter than a 16-pixel
+/// group) take their groups over the whole plane in row-major order, which needs every
+/// padded row at once; small enough planes only (the rows stay in L1/L2).
+fn flat(p: &Plane) -> bool {
+    p.ow < 16 && 4 * 16 * plane_rows(p) * row_cols(p) <= 256 * 1024
+}
+
+/// Scratch bytes: the ring of padded rows, or all of them when [`flat`] (16 f32 per
+/// column).
 pub(crate) fn scratch_bytes(p: &Plane) -> usize {
-    4 * 16 * ring_rows(p) * row_cols(p)
+    let rows = if flat(p) { plane_rows(p) } else { ring_rows(p) };
+    4 * 16 * rows * row_cols(p)
 }
 
 /// Whether the kernel applies (the shape limits of `dw_plane`, a non-empty result, and
@@ -136,8 +150,11 @@ pub(crate) mod x86 {
         scratch: *mut f32,
     ) {
         let (isz, n, k) = (p.ih * p.iw, p.oh * p.ow, p.kh * p.kw);
-        let (span, wa) = (ring_rows(p), row_cols(p));
+        let flat = flat(p);
+        // Flat: the "ring" holds every padded row (slot = row), filled up front.
+        let (span, wa) = (if flat { plane_rows(p) } else { ring_rows(p) }, row_cols(p));
         let rec_words = crate::linear::RECORD / 4;
+        let mut held = vec![usize::MAX; span];
         let lim = _mm512_set1_ps(16_777_216.0);
         let nlim = _mm512_set1_ps(-16_777_216.0);
         let zxv = _mm512_set1_epi32(zx);
@@ -168,11 +185,18 @@ pub(crate) mod x86 {
                 let hiv = _mm512_loadu_si512(hiv.as_ptr().cast());
                 let bv = _mm512_loadu_si512(bv.as_ptr().cast());
                 let wb = w.add(blk * k * 16);
-                let mut held = [usize::MAX; super::super::dw_plane::MAX_TAPS];
+                // Which padded row each slot holds (one slot per ring row).
+                held.fill(usize::MAX);
                 for oy in 0..p.oh {
-                    // Fill the ring rows this output row reads.
-                    for ky in 0..p.kh {
-                        let py = oy * p.sh + ky * p.dh;
+                    // Fill the ring rows this output row reads (flat: every row, once,
+                    // on the first output row).
+                    let (first, count, step) = if flat {
+                        (0, if oy == 0 { span } else { 0 }, 1)
+                    } else {
+                        (oy * p.sh, p.kh, p.dh)
+                    };
+                    for i in 0..count {
+                        let py = first + i * step;
                         let slot = py % span;
                         if held[slot] == py {
                             continue;
@@ -214,6 +238,9 @@ pub(crate) mod x86 {
                             ix0 += 16;
                         }
                     }
+                    if flat {
+                        continue;
+                    }
                     let orow = oy * p.ow;
                     let mut ox0 = 0;
                     while ox0 < p.ow {
@@ -247,6 +274,47 @@ pub(crate) mod x86 {
                             _mm_mask_storeu_epi8(dst.cast(), m, *v);
                         }
                         ox0 += 16;
+                    }
+                }
+                if flat {
+                    // Groups of 16 consecutive output pixels over the whole plane.
+                    let mut p0 = 0;
+                    while p0 < n {
+                        let cnt = (n - p0).min(16);
+                        // Each pixel's first tap, in floats (past-the-end pixels
+                        // repeat the last one; their results are not stored).
+                        let base: [usize; 16] = std::array::from_fn(|j| {
+                            let q = (p0 + j).min(n - 1);
+                            let (oy, ox) = (q / p.ow, q % p.ow);
+                            (oy * p.sh * wa + ox * p.sw) * 16
+                        });
+                        let mut acc = [_mm512_setzero_ps(); 16];
+                        for ky in 0..p.kh {
+                            for kx in 0..p.kw {
+                                let wv = _mm512_loadu_ps(wb.add((ky * p.kw + kx) * 16));
+                                let tap = scratch.add((ky * p.dh * wa + kx * p.dw) * 16);
+                                for (a, &b) in acc.iter_mut().zip(&base) {
+                                    let v = _mm512_loadu_ps(tap.add(b));
+                                    *a = _mm512_fmadd_ps(wv, v, *a);
+                                }
+                            }
+                        }
+                        let mut bytes = [_mm_setzero_si128(); 16];
+                        for (b, a) in bytes.iter_mut().zip(acc) {
+                            let s = _mm512_add_epi32(_mm512_cvtps_epi32(a), bv);
+                            let f = _mm512_mul_ps(_mm512_cvtepi32_ps(s), mv);
+                            let f = _mm512_min_ps(_mm512_max_ps(f, nlim), lim);
+                            let i = _mm512_cvtps_epi32(f);
+                            let i = _mm512_min_epi32(_mm512_max_epi32(i, lov), hiv);
+                            *b = _mm512_cvtepi32_epi8(_mm512_add_epi32(i, zpv));
+                        }
+                        let cols = transpose16(bytes);
+                        let m: __mmask16 = if cnt == 16 { 0xffff } else { (1u16 << cnt) - 1 };
+                        for (ch, v) in cols.iter().enumerate().take(nch) {
+                            let dst = out.add((oc0 + ch) * n + p0);
+                            _mm_mask_storeu_epi8(dst.cast(), m, *v);
+                        }
+                        p0 += 16;
                     }
                 }
             }
