@@ -12,7 +12,9 @@
 //!   even, saturation, NaN to the zero point).
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, BlockArg, FuncRef, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::{
+    types, AbiParam, BlockArg, FuncRef, InstBuilder, MemFlagsData, Signature, Type, Value,
+};
 use cranelift_codegen::isa::TargetFrontendConfig;
 use cranelift_frontend::{FunctionBuilder, Variable};
 use qc_ir::QType;
@@ -47,6 +49,18 @@ pub(crate) enum Real {
 }
 
 impl<'a> E<'a> {
+    /// Call the native function at `addr` (an `extern "C"` kernel taking only
+    /// pointer-sized integer arguments and returning nothing) with `args`.
+    pub fn call_addr(&mut self, addr: usize, args: &[Value]) {
+        let mut sig = Signature::new(self.cfg.default_call_conv);
+        for _ in args {
+            sig.params.push(AbiParam::new(I64));
+        }
+        let sr = self.b.import_signature(sig);
+        let f = self.ic(addr as i64);
+        self.b.ins().call_indirect(sr, f, args);
+    }
+
     pub fn ic(&mut self, v: i64) -> Value {
         self.b.ins().iconst(I64, v)
     }

@@ -40,9 +40,7 @@
 //! and a 1×1, stride-1, unpadded conv reads its input directly (no im2col).
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{
-    types, AbiParam, Endianness, InstBuilder, MemFlagsData, SigRef, Signature, Value,
-};
+use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::Variable;
 use qc_ir::{Activation, ConvAttrs, GemmAttrs, QType, QuantParams, Tensor, TensorType};
 use qc_qmath::{Contract, Requantizer};
@@ -575,23 +573,18 @@ fn emit_gemm_native(
     t: PairTile,
     buf: Value,
 ) -> Result<()> {
-    let mut sig = Signature::new(e.cfg.default_call_conv);
-    for _ in 0..7 {
-        sig.params.push(AbiParam::new(I64));
-    }
-    let sr = e.b.import_signature(sig);
     let full = job.m / t.mr;
     let rem = job.m % t.mr;
     if full > 0 {
         e.for_n(full, |e, mt| {
             let mi = e.muli(mt, t.mr as i64);
             let mi = e.add(mi, row_start);
-            native_tiles(e, mode, job, epi, mi, t.mr, t, buf, sr)
+            native_tiles(e, mode, job, epi, mi, t.mr, t, buf)
         })?;
     }
     if rem > 0 {
         let mi = e.addi(row_start, (full * t.mr) as i64);
-        native_tiles(e, mode, job, epi, mi, rem, t, buf, sr)?;
+        native_tiles(e, mode, job, epi, mi, rem, t, buf)?;
     }
     Ok(())
 }
@@ -606,17 +599,16 @@ fn native_tiles(
     mr: usize,
     t: PairTile,
     buf: Value,
-    sr: SigRef,
 ) -> Result<()> {
     let nt_full = job.n / t.nr;
     let n_rem = job.n % t.nr;
     e.for_n(nt_full, |e, nt| {
         let ni = e.muli(nt, t.nr as i64);
-        native_tile(e, mode, job, epi, mi, mr, ni, t.nr, t, buf, sr)
+        native_tile(e, mode, job, epi, mi, mr, ni, t.nr, t, buf)
     })?;
     if n_rem > 0 {
         let ni = e.ic((nt_full * t.nr) as i64);
-        native_tile(e, mode, job, epi, mi, mr, ni, n_rem, t, buf, sr)?;
+        native_tile(e, mode, job, epi, mi, mr, ni, n_rem, t, buf)?;
     }
     Ok(())
 }
@@ -638,7 +630,6 @@ fn native_tile(
     cols: usize,
     t: PairTile,
     buf: Value,
-    sr: SigRef,
 ) -> Result<()> {
     let a_row = (job.kp * 4) as i64;
     let a_base = e.ic(job.a as i64);
@@ -652,38 +643,26 @@ fn native_tile(
         (e.muli(ni, 4), (job.np * 4) as i64)
     };
     let bp = e.add(job.b, bp);
-    if let Some((toff, ntaps, kq_t, ft)) = job.taps {
-        let mut sig = Signature::new(e.cfg.default_call_conv);
-        for _ in 0..9 {
-            sig.params.push(AbiParam::new(I64));
-        }
-        let tsr = e.b.import_signature(sig);
-        let args = [
-            ap,
-            e.ic(a_row),
-            bp,
-            e.ic(b_step),
-            e.ic(kq_t as i64),
-            e.ic(mr as i64),
-            buf,
-            e.ic(toff as i64),
-            e.ic(ntaps as i64),
-        ];
-        let f = e.ic(ft as i64);
-        e.b.ins().call_indirect(tsr, f, &args);
-    } else {
-        let args = [
-            ap,
-            e.ic(a_row),
-            bp,
-            e.ic(b_step),
-            e.ic(job.kp as i64),
-            e.ic(mr as i64),
-            buf,
-        ];
-        let f = e.ic(t.addr as i64);
-        e.b.ins().call_indirect(sr, f, &args);
+    // The tap kernel takes the quad tile's arguments (with the quads per tap as the
+    // step count) plus its offset table and tap count.
+    let (addr, steps, extra) = match job.taps {
+        Some((toff, ntaps, kq_t, ft)) => (ft, kq_t, Some((toff, ntaps))),
+        None => (t.addr, job.kp, None),
+    };
+    let mut args = vec![
+        ap,
+        e.ic(a_row),
+        bp,
+        e.ic(b_step),
+        e.ic(steps as i64),
+        e.ic(mr as i64),
+        buf,
+    ];
+    if let Some((toff, ntaps)) = extra {
+        args.push(e.ic(toff as i64));
+        args.push(e.ic(ntaps as i64));
     }
+    e.call_addr(addr, &args);
     // Native tiles imply `KernelSet::Auto`, so the native epilogue may be used too.
     let rq = kernels::requant_tile(crate::KernelSet::Auto);
     if native_requant(e, rq, mode, job, epi, mi, ni, buf, t.nr, mr, cols) {
@@ -751,11 +730,6 @@ fn native_requant(
     if crate::emit::qsize(q) != 1 || job.out.sn != 1 || job.init.is_some_and(|s| s.sn != 0) {
         return false;
     }
-    let mut sig = Signature::new(e.cfg.default_call_conv);
-    for _ in 0..9 {
-        sig.params.push(AbiParam::new(I64));
-    }
-    let sr = e.b.import_signature(sig);
     let ch = e.addi(row, job.row0 as i64);
     let t = e.ic(table as i64);
     let rec = e.addr(t, ch, RECORD as i64, 0);
@@ -780,8 +754,7 @@ fn native_requant(
         out,
         e.ic(job.out.sm),
     ];
-    let fv = e.ic(f as i64);
-    e.b.ins().call_indirect(sr, fv, &args);
+    e.call_addr(f, &args);
     true
 }
 
@@ -2003,11 +1976,6 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                         .flat_map(|v| v.to_le_bytes())
                         .collect::<Vec<u8>>(),
                 );
-                let mut sig = Signature::new(e.cfg.default_call_conv);
-                for _ in 0..7 {
-                    sig.params.push(AbiParam::new(I64));
-                }
-                let sr = e.b.import_signature(sig);
                 e.for_n(g.batch, |e, bn| {
                     let xo = e.muli(bn, (g.c_in * isz) as i64);
                     let xb = e.add(p.ins[0], xo);
@@ -2022,8 +1990,7 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                         yb,
                         bbuf,
                     ];
-                    let f = e.ic(f16 as i64);
-                    e.b.ins().call_indirect(sr, f, &args);
+                    e.call_addr(f16, &args);
                     Ok(())
                 })?;
                 return Ok(kernels::dw16::scratch_bytes(&plane));
@@ -2045,11 +2012,6 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                 let buf_off = round_up(kernels::dw_plane::scratch_bytes(&plane), 64);
                 // The sums of one group, plus room for whole-vector reads of the last 8.
                 let scratch = buf_off + 4 * (group * n + NR);
-                let mut sig = Signature::new(e.cfg.default_call_conv);
-                for _ in 0..8 {
-                    sig.params.push(AbiParam::new(I64));
-                }
-                let sr = e.b.import_signature(sig);
                 let rq = kernels::requant_tile(cx.opts.kernels);
                 let (full, rest) = (g.c_out / group, g.c_out % group);
                 e.for_n(g.batch, |e, bn| {
@@ -2098,8 +2060,7 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                             e.ic(cnt as i64),
                             e.ic(cout_g as i64),
                         ];
-                        let f = e.ic(dwf as i64);
-                        e.b.ins().call_indirect(sr, f, &args);
+                        e.call_addr(dwf, &args);
                         let z = e.ic(0);
                         if native_requant(e, rq, mode, &job, epi, oc0, z, buf, n, cnt, n) {
                             return Ok(());
@@ -2518,15 +2479,9 @@ pub(crate) fn gemm(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &GemmAttrs) -> Result<us
                 Ok(())
             })?;
             let buf = e.addi(p.scratch, buf_off as i64);
-            let mut sig = Signature::new(e.cfg.default_call_conv);
-            for _ in 0..5 {
-                sig.params.push(AbiParam::new(I64));
-            }
-            let sr = e.b.import_signature(sig);
             let rq = kernels::requant_tile(cx.opts.kernels);
-            let f = e.ic(gq as i64);
             let args = [e.ic(qa as i64), e.ic(row as i64), xv, e.ic(n as i64), buf];
-            e.b.ins().call_indirect(sr, f, &args);
+            e.call_addr(gq, &args);
             let init = e.ic(qinit as i64);
             let job = Job {
                 m: n,
@@ -2586,13 +2541,7 @@ pub(crate) fn gemm(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &GemmAttrs) -> Result<us
             Ok(())
         })?;
         let buf = e.addi(p.scratch, buf_off as i64);
-        let mut sig = Signature::new(e.cfg.default_call_conv);
-        for _ in 0..5 {
-            sig.params.push(AbiParam::new(I64));
-        }
-        let sr = e.b.import_signature(sig);
         let rq = kernels::requant_tile(cx.opts.kernels);
-        let f = e.ic(gv as i64);
         let args = [
             e.ic(a_addr as i64),
             e.ic(row as i64),
@@ -2600,7 +2549,7 @@ pub(crate) fn gemm(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &GemmAttrs) -> Result<us
             e.ic(n as i64),
             buf,
         ];
-        e.b.ins().call_indirect(sr, f, &args);
+        e.call_addr(gv, &args);
         let job = Job {
             m: n,
             n: 1,

@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature, Value};
+use cranelift_codegen::ir::{InstBuilder, Value};
 use qc_ir::{DType, Graph, Node, NodeId, Op, PoolAttrs, QType, Tensor, TensorType};
 
 use crate::emit::{Real, E, F32, F64, I32, I64};
@@ -408,14 +408,8 @@ fn unary(cx: &mut Cx, e: &mut E, p: &Ptrs) -> Result<usize> {
                     .flat_map(|v| v.to_le_bytes())
                     .collect::<Vec<u8>>(),
             );
-            let mut sig = Signature::new(e.cfg.default_call_conv);
-            for _ in 0..4 {
-                sig.params.push(AbiParam::new(I64));
-            }
-            let sr = e.b.import_signature(sig);
-            let fv = e.ic(f as i64);
             let args = [e.ic(ptab as i64), src, dst, e.ic(n as i64)];
-            e.b.ins().call_indirect(sr, fv, &args);
+            e.call_addr(f, &args);
             return Ok(0);
         }
     }
@@ -594,12 +588,6 @@ fn nary(cx: &mut Cx, e: &mut E, p: &Ptrs) -> Result<usize> {
                 .flat_map(|v| v.to_le_bytes())
                 .collect::<Vec<u8>>(),
         );
-        let mut sig = Signature::new(e.cfg.default_call_conv);
-        for _ in 0..5 {
-            sig.params.push(AbiParam::new(I64));
-        }
-        let sr = e.b.import_signature(sig);
-        let fv = e.ic(f as i64);
         let args = [
             e.ic(ptab as i64),
             srcs[0].1,
@@ -607,7 +595,7 @@ fn nary(cx: &mut Cx, e: &mut E, p: &Ptrs) -> Result<usize> {
             p.outs[0],
             e.ic(n as i64),
         ];
-        e.b.ins().call_indirect(sr, fv, &args);
+        e.call_addr(f, &args);
         return Ok(0);
     }
     if let Some(n) = nary_q8_vec_applies(cx, &op, &srcs, ry, &out)? {
@@ -1165,14 +1153,11 @@ fn pool_op(
                     .flat_map(|d| d.to_le_bytes())
                     .collect::<Vec<u8>>(),
             );
-            let mut sig = Signature::new(e.cfg.default_call_conv);
-            for _ in 0..3 {
-                sig.params.push(AbiParam::new(I64));
-            }
-            let sr = e.b.import_signature(sig);
-            let f = e.ic(crate::kernels::max_pool::entry as *const () as usize as i64);
             let pt = e.ic(ptab as i64);
-            e.b.ins().call_indirect(sr, f, &[pt, p.ins[0], p.outs[0]]);
+            e.call_addr(
+                crate::kernels::max_pool::entry as *const () as usize,
+                &[pt, p.ins[0], p.outs[0]],
+            );
             return Ok(0);
         }
     }
