@@ -94,6 +94,7 @@ pub(crate) fn weight_blocks(wv: &[i32], c_out: usize, k: usize) -> Vec<f32> {
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
     use super::*;
+    use crate::kernels::requant::x86::{requant16, Lanes};
     use std::arch::x86_64::*;
 
     /// 16×16 byte transpose: `a[j]` byte `c` becomes `out[c]` byte `j`.
@@ -126,6 +127,35 @@ pub(crate) mod x86 {
         e
     }
 
+    /// Finish one group of 16 pixels (`acc[j]`: pixel j's sums of the block's 16
+    /// channels): bias, requantize per lane, transpose to channel rows and store the
+    /// first `cnt` pixels of the first `nch` channels at `dst + ch · n`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F/BW/VL; `dst + ch · n + j` for `ch < nch`, `j < cnt` is
+    /// inside the result.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn store_group(
+        acc: [__m512; 16],
+        bias: __m512i,
+        lanes: &Lanes,
+        dst: *mut u8,
+        n: usize,
+        nch: usize,
+        cnt: usize,
+    ) {
+        let bytes = acc.map(|a| {
+            let s = _mm512_add_epi32(_mm512_cvtps_epi32(a), bias);
+            _mm512_cvtepi32_epi8(requant16(s, lanes))
+        });
+        let cols = transpose16(bytes);
+        let m: __mmask16 = if cnt == 16 { 0xffff } else { (1u16 << cnt) - 1 };
+        for (ch, v) in cols.iter().enumerate().take(nch) {
+            // SAFETY: the caller's bound.
+            unsafe { _mm_mask_storeu_epi8(dst.add(ch * n).cast(), m, *v) };
+        }
+    }
+
     #[cfg(test)]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub(crate) fn transpose16_for_tests(a: [__m128i; 16]) -> [__m128i; 16] {
@@ -155,8 +185,6 @@ pub(crate) mod x86 {
         let (span, wa) = (if flat { plane_rows(p) } else { ring_rows(p) }, row_cols(p));
         let rec_words = crate::linear::RECORD / 4;
         let mut held = vec![usize::MAX; span];
-        let lim = _mm512_set1_ps(16_777_216.0);
-        let nlim = _mm512_set1_ps(-16_777_216.0);
         let zxv = _mm512_set1_epi32(zx);
         // SAFETY (whole body): offsets stay inside the buffers the contract sizes; the
         // gather reads argued in the module docs.
@@ -179,11 +207,14 @@ pub(crate) mod x86 {
                     bv[l] = *bias.add(ch);
                 }
                 let offs_u = offs;
-                let mv = _mm512_loadu_ps(mv.as_ptr());
-                let zpv = _mm512_loadu_si512(zpv.as_ptr().cast());
-                let lov = _mm512_loadu_si512(lov.as_ptr().cast());
-                let hiv = _mm512_loadu_si512(hiv.as_ptr().cast());
+                let lanes = Lanes {
+                    m: _mm512_loadu_ps(mv.as_ptr()),
+                    lo: _mm512_loadu_si512(lov.as_ptr().cast()),
+                    hi: _mm512_loadu_si512(hiv.as_ptr().cast()),
+                    zp: _mm512_loadu_si512(zpv.as_ptr().cast()),
+                };
                 let bv = _mm512_loadu_si512(bv.as_ptr().cast());
+                let blk_out = out.add(oc0 * n);
                 let wb = w.add(blk * k * 16);
                 // Which padded row each slot holds (one slot per ring row).
                 held.fill(usize::MAX);
@@ -257,22 +288,8 @@ pub(crate) mod x86 {
                                 }
                             }
                         }
-                        let mut bytes = [_mm_setzero_si128(); 16];
-                        for (b, a) in bytes.iter_mut().zip(acc) {
-                            let s = _mm512_add_epi32(_mm512_cvtps_epi32(a), bv);
-                            let f = _mm512_mul_ps(_mm512_cvtepi32_ps(s), mv);
-                            let f = _mm512_min_ps(_mm512_max_ps(f, nlim), lim);
-                            let i = _mm512_cvtps_epi32(f);
-                            let i = _mm512_min_epi32(_mm512_max_epi32(i, lov), hiv);
-                            *b = _mm512_cvtepi32_epi8(_mm512_add_epi32(i, zpv));
-                        }
-                        let cols = transpose16(bytes);
                         let cnt = (p.ow - ox0).min(16);
-                        let m: __mmask16 = if cnt == 16 { 0xffff } else { (1u16 << cnt) - 1 };
-                        for (ch, v) in cols.iter().enumerate().take(nch) {
-                            let dst = out.add((oc0 + ch) * n + orow + ox0);
-                            _mm_mask_storeu_epi8(dst.cast(), m, *v);
-                        }
+                        store_group(acc, bv, &lanes, blk_out.add(orow + ox0), n, nch, cnt);
                         ox0 += 16;
                     }
                 }
@@ -299,21 +316,7 @@ pub(crate) mod x86 {
                                 }
                             }
                         }
-                        let mut bytes = [_mm_setzero_si128(); 16];
-                        for (b, a) in bytes.iter_mut().zip(acc) {
-                            let s = _mm512_add_epi32(_mm512_cvtps_epi32(a), bv);
-                            let f = _mm512_mul_ps(_mm512_cvtepi32_ps(s), mv);
-                            let f = _mm512_min_ps(_mm512_max_ps(f, nlim), lim);
-                            let i = _mm512_cvtps_epi32(f);
-                            let i = _mm512_min_epi32(_mm512_max_epi32(i, lov), hiv);
-                            *b = _mm512_cvtepi32_epi8(_mm512_add_epi32(i, zpv));
-                        }
-                        let cols = transpose16(bytes);
-                        let m: __mmask16 = if cnt == 16 { 0xffff } else { (1u16 << cnt) - 1 };
-                        for (ch, v) in cols.iter().enumerate().take(nch) {
-                            let dst = out.add((oc0 + ch) * n + p0);
-                            _mm_mask_storeu_epi8(dst.cast(), m, *v);
-                        }
+                        store_group(acc, bv, &lanes, blk_out.add(p0), n, nch, cnt);
                         p0 += 16;
                     }
                 }

@@ -22,6 +22,30 @@
 pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
+    /// The requantization parameters of 16 lanes: the multiplier `m`, the clamp bounds
+    /// `lo - zp`, `hi - zp` and the zero point (per lane: one channel, or one row's
+    /// value broadcast).
+    #[derive(Clone, Copy)]
+    pub(crate) struct Lanes {
+        pub m: __m512,
+        pub lo: __m512i,
+        pub hi: __m512i,
+        pub zp: __m512i,
+    }
+
+    /// 16 biased sums to clamped results, the module's formula lane by lane: `f32 ·
+    /// m`, clamp ±2^24, round half to even, clamp to `[lo - zp, hi - zp]`, `+ zp`.
+    #[target_feature(enable = "avx512f")]
+    pub(crate) fn requant16(s: __m512i, l: &Lanes) -> __m512i {
+        let lim = _mm512_set1_ps(16_777_216.0);
+        let nlim = _mm512_set1_ps(-16_777_216.0);
+        let f = _mm512_mul_ps(_mm512_cvtepi32_ps(s), l.m);
+        let f = _mm512_min_ps(_mm512_max_ps(f, nlim), lim);
+        let i = _mm512_cvtps_epi32(f);
+        let i = _mm512_min_epi32(_mm512_max_epi32(i, l.lo), l.hi);
+        _mm512_add_epi32(i, l.zp)
+    }
+
     /// # Safety
     /// The CPU has AVX-512F/BW/VL; the pointers satisfy the module contract.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
@@ -38,17 +62,17 @@ pub(crate) mod x86 {
         out_stride: usize,
     ) {
         let rec_words = crate::linear::RECORD / 4;
-        let lim = _mm512_set1_ps(16_777_216.0);
-        let nlim = _mm512_set1_ps(-16_777_216.0);
         // SAFETY: every access is inside the rows and columns the contract sizes.
         unsafe {
             for r in 0..rows {
                 let rr = rec.add(r * rec_words);
-                let m = _mm512_set1_ps(f32::from_bits(*rr as u32));
                 let zp = *rr.add(1);
-                let lo = _mm512_set1_epi32(*rr.add(2) - zp);
-                let hi = _mm512_set1_epi32(*rr.add(3) - zp);
-                let zpv = _mm512_set1_epi32(zp);
+                let lanes = Lanes {
+                    m: _mm512_set1_ps(f32::from_bits(*rr as u32)),
+                    lo: _mm512_set1_epi32(*rr.add(2) - zp),
+                    hi: _mm512_set1_epi32(*rr.add(3) - zp),
+                    zp: _mm512_set1_epi32(zp),
+                };
                 let b = if bias.is_null() {
                     _mm512_setzero_si512()
                 } else {
@@ -61,12 +85,7 @@ pub(crate) mod x86 {
                     let n = (cols - c).min(16);
                     let mask: __mmask16 = if n == 16 { 0xffff } else { (1u16 << n) - 1 };
                     let acc = _mm512_maskz_loadu_epi32(mask, src.add(c));
-                    let acc = _mm512_add_epi32(acc, b);
-                    let f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), m);
-                    let f = _mm512_min_ps(_mm512_max_ps(f, nlim), lim);
-                    let i = _mm512_cvtps_epi32(f);
-                    let i = _mm512_min_epi32(_mm512_max_epi32(i, lo), hi);
-                    let i = _mm512_add_epi32(i, zpv);
+                    let i = requant16(_mm512_add_epi32(acc, b), &lanes);
                     _mm_mask_storeu_epi8(dst.add(c).cast(), mask, _mm512_cvtepi32_epi8(i));
                     c += 16;
                 }
