@@ -1971,11 +1971,7 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                     .add_f32(&kernels::dw16::weight_blocks(&wv, g.c_out, k));
                 let btab = cx.pool.add_i32(&bias);
                 let prm = kernels::dw16::params(&plane, zx, xq == QType::I8, g.c_out, cout_g);
-                let ptab = cx.pool.add(
-                    &prm.iter()
-                        .flat_map(|v| v.to_le_bytes())
-                        .collect::<Vec<u8>>(),
-                );
+                let ptab = cx.pool.add_slice(&prm);
                 e.for_n(g.batch, |e, bn| {
                     let xo = e.muli(bn, (g.c_in * isz) as i64);
                     let xb = e.add(p.ins[0], xo);
@@ -1998,13 +1994,7 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
         }
         if flat && kernels::dw_plane::applies(&plane) {
             if let Some((wtab, itab)) = dw_plane_setup(cx, &wt, pw, g.c_out, k)? {
-                let ptab = cx.pool.add(
-                    &plane
-                        .params(zx, xq == QType::I8)
-                        .iter()
-                        .flat_map(|v| v.to_le_bytes())
-                        .collect::<Vec<u8>>(),
-                );
+                let ptab = cx.pool.add_slice(&plane.params(zx, xq == QType::I8));
                 // Channels per kernel call: enough that small planes share one call
                 // and one epilogue call, few enough that the group's sums (16 KiB)
                 // stay in cache.
@@ -2107,15 +2097,15 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
             let wp = ow + (g.k[2] - 1) * g.dil[2];
             let np_out = oh * wp;
             let max_off = (g.k[1] - 1) * g.dil[1] * wp + (g.k[2] - 1) * g.dil[2];
-            let np = round_up(round_up(np_out, t.nr) + max_off, t.nr).max(hp * wp);
-            let np = round_up(np, t.nr);
-            let toff: Vec<u8> = (0..g.k[1])
+            // Every column a tile reads: the last tile's columns plus the farthest tap,
+            // and the whole padded input.
+            let np = round_up((round_up(np_out, t.nr) + max_off).max(hp * wp), t.nr);
+            // Per tap, the byte offset of its first B column.
+            let toff: Vec<usize> = (0..g.k[1])
                 .flat_map(|ky| (0..g.k[2]).map(move |kx| (ky, kx)))
-                .flat_map(|(ky, kx)| {
-                    (((ky * g.dil[1] * wp + kx * g.dil[2]) * 4) as u64).to_le_bytes()
-                })
+                .map(|(ky, kx)| (ky * g.dil[1] * wp + kx * g.dil[2]) * 4)
                 .collect();
-            let toff = cx.pool.add(&toff);
+            let toff = cx.pool.add_slice(&toff);
             let kq_bytes = round_up(kq_t * np * 4, 64);
             let raw_off = kq_bytes;
             let buf_off = round_up(raw_off + g.c_in * np, 64);

@@ -403,11 +403,7 @@ fn unary(cx: &mut Cx, e: &mut E, p: &Ptrs) -> Result<usize> {
     {
         if matches!(q, QType::U8 | QType::I8) {
             let prm = [scale.to_bits(), zp as u32, u32::from(q == QType::I8)];
-            let ptab = cx.pool.add(
-                &prm.iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect::<Vec<u8>>(),
-            );
+            let ptab = cx.pool.add_slice(&prm);
             let args = [e.ic(ptab as i64), src, dst, e.ic(n as i64)];
             e.call_addr(f, &args);
             return Ok(0);
@@ -583,11 +579,7 @@ fn nary(cx: &mut Cx, e: &mut E, p: &Ptrs) -> Result<usize> {
         };
         let prm =
             crate::kernels::qbinary::params(q(srcs[0].0), q(srcs[1].0), q(ry), opc, act, (lo, hi));
-        let ptab = cx.pool.add(
-            &prm.iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect::<Vec<u8>>(),
-        );
+        let ptab = cx.pool.add_slice(&prm);
         let args = [
             e.ic(ptab as i64),
             srcs[0].1,
@@ -1148,11 +1140,7 @@ fn pool_op(
             let mut prm: Vec<i64> = v.iter().map(|&d| d as i64).collect();
             prm.push(i64::from(qx.storage == qc_ir::QType::I8));
             prm.push(i64::from(zp as u8));
-            let ptab = cx.pool.add(
-                &prm.iter()
-                    .flat_map(|d| d.to_le_bytes())
-                    .collect::<Vec<u8>>(),
-            );
+            let ptab = cx.pool.add_slice(&prm);
             let pt = e.ic(ptab as i64);
             e.call_addr(
                 crate::kernels::max_pool::entry as *const () as usize,

@@ -44,19 +44,23 @@ impl ConstPool {
         addr
     }
 
+    /// A slice of plain numbers (weights, tables, kernel parameter blocks), in the
+    /// host's byte order, which is the order the generated code and the native kernels
+    /// read.
+    pub(crate) fn add_slice<T: bytemuck::Pod>(&mut self, v: &[T]) -> usize {
+        self.add(bytemuck::cast_slice(v))
+    }
+
     pub(crate) fn add_f32(&mut self, v: &[f32]) -> usize {
-        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        self.add(&bytes)
+        self.add_slice(v)
     }
 
     pub(crate) fn add_i16(&mut self, v: &[i16]) -> usize {
-        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        self.add(&bytes)
+        self.add_slice(v)
     }
 
     pub(crate) fn add_i32(&mut self, v: &[i32]) -> usize {
-        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        self.add(&bytes)
+        self.add_slice(v)
     }
 
     pub(crate) fn total_bytes(&self) -> usize {
