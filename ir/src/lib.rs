@@ -12,6 +12,7 @@
 
 pub mod cast;
 pub mod dtype;
+pub mod fused;
 pub mod graph;
 pub mod infer;
 pub mod op;

@@ -50,6 +50,26 @@ const LOOSE: &[(&str, usize, &str)] = &[
     // halfway between two output steps for 1 in 16 of the sums, and round-half-even then
     // goes the other way than the float result with the original bias, which lies just
     // below or above the tie, about half the time.
+    // The `float` contract's fused add and softmax are onnxruntime's QLinearAdd and
+    // QLinearSoftmax (qc_qmath::fused), which round differently from the unoptimized
+    // graph's dequantize -> float op -> quantize. Measured: ResNet-8 (three residual
+    // adds and a softmax) 286/320 identical, keyword spotting (softmax) 358/384, visual
+    // wake words (a 2-class softmax) 33/64; the rest one step off.
+    (
+        "ic_resnet8_int8",
+        85,
+        "residual adds and softmax take onnxruntime's fused arithmetic once quantized",
+    ),
+    (
+        "kws_dscnn_int8",
+        90,
+        "softmax takes onnxruntime's fused arithmetic once quantized",
+    ),
+    (
+        "vww_mbv1_int8",
+        45,
+        "a 2-class softmax takes onnxruntime's fused arithmetic once quantized",
+    ),
     (
         "canon_bias_mismatched_scale",
         95,

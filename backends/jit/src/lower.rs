@@ -535,10 +535,28 @@ pub(crate) fn nest(
     })
 }
 
+/// The `float` contract's fused add, when it defines this node (`qc_ir::fused`).
+fn fused_add_of(cx: &Cx, op: &Op) -> Result<Option<qc_qmath::FusedAdd>> {
+    let Op::Add { act } = op else {
+        return Ok(None);
+    };
+    if cx.opts.contract != qc_qmath::Contract::Float || cx.node.inputs.len() != 2 {
+        return Ok(None);
+    }
+    match qc_ir::fused::add(cx.in_ty(0)?, cx.in_ty(1)?, cx.out_ty(0)?, *act) {
+        None => Ok(None),
+        Some(Ok(f)) => Ok(Some(f)),
+        Some(Err(err)) => Err(cx.unsupported(err.to_string())),
+    }
+}
+
 /// Elementwise ops with broadcasting: add, sub, mul, div, sum, prelu.
 fn nary(cx: &mut Cx, e: &mut E, p: &Ptrs) -> Result<usize> {
     let op = cx.node.op.clone();
     let k = cx.node.inputs.len();
+    if let Some(f) = fused_add_of(cx, &op)? {
+        return ops::fused::add(cx, e, p, &f);
+    }
     match &op {
         Op::Sum => cx.arity(1, usize::MAX)?,
         _ => cx.arity(2, 2)?,
@@ -1091,6 +1109,9 @@ fn pool_op(
     avg: Option<bool>,
     indices: Option<u8>,
 ) -> Result<usize> {
+    if let Some(f) = fused_mean_of(cx)? {
+        return ops::fused::mean(cx, e, p, &f);
+    }
     if indices.is_some() {
         if cx.node.outputs.len() != 2 || p.outs.len() != 2 || cx.out_ty(1)?.dtype != DType::I64 {
             return Err(cx.unsupported("max_pool indices must be one i64 result"));
@@ -1274,8 +1295,19 @@ fn pool_op(
     Ok(0)
 }
 
+/// The `float` contract's fused global average, when it defines this node.
+fn fused_mean_of(cx: &Cx) -> Result<Option<qc_qmath::FusedMean>> {
+    if cx.opts.contract != qc_qmath::Contract::Float || cx.node.inputs.len() != 1 {
+        return Ok(None);
+    }
+    Ok(qc_ir::fused::mean(&cx.node.op, cx.in_ty(0)?, cx.out_ty(0)?))
+}
+
 fn global_pool(cx: &mut Cx, e: &mut E, p: &Ptrs) -> Result<usize> {
     cx.arity(1, 1)?;
+    if let Some(f) = fused_mean_of(cx)? {
+        return ops::fused::mean(cx, e, p, &f);
+    }
     let is_max = matches!(cx.node.op, Op::GlobalMaxPool);
     let x = cx.in_ty(0)?.clone();
     let y = cx.out_ty(0)?.clone();
@@ -1333,6 +1365,15 @@ fn softmax(cx: &mut Cx, e: &mut E, p: &Ptrs, axis: usize) -> Result<usize> {
     cx.arity(1, 1)?;
     let x = cx.in_ty(0)?.clone();
     let y = cx.out_ty(0)?.clone();
+    if cx.opts.contract == qc_qmath::Contract::Float {
+        if let Some(&d) = x.shape.dims().get(axis) {
+            match qc_ir::fused::softmax(&x, &y, d) {
+                None => {}
+                Some(Ok(s)) => return ops::fused::softmax(cx, e, p, axis, &s),
+                Some(Err(err)) => return Err(cx.unsupported(err.to_string())),
+            }
+        }
+    }
     let (rx, ry) = (cx.real(&x)?, cx.real(&y)?);
     let d = x.shape.dims();
     if axis >= d.len() {

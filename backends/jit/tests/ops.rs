@@ -217,7 +217,23 @@ fn binary_broadcast() {
                return %y }}"
         );
         check_text(&src, Q);
+        // The broadcast operand first (the fused add swaps the operands' roles), i8.
+        let src = format!(
+            "func @main(%a: i8[3,1] q(0.05, 12), %b: i8[2,3,7] q(0.02, -100)) -> i8[2,3,7] q(0.1, 6) {{
+               %y = {name} %a, %b {attr} : i8[2,3,7] q(0.1, 6)
+               return %y }}"
+        );
+        check_text(&src, Q);
     }
+    // A constant quantized operand.
+    check_text(
+        "#k = const u8[5] [0, 7, 128, 200, 255]
+         func @main(%a: u8[3,5] q(0.05, 128)) -> u8[3,5] q(0.07, 120) {
+           %c = const #k : u8[5] q(0.03, 100)
+           %y = add %a, %c {act=relu} : u8[3,5] q(0.07, 120)
+           return %y }",
+        Q,
+    );
     check_text(
         "#c = const f32[3] [0.5, -1.25, 2.0]
          func @main(%a: f32[2,3]) -> f32[2,3] {
@@ -354,6 +370,19 @@ fn pools() {
            return %y }",
         Q,
     );
+    // The `float` contract's fused global average, also as a whole-image average pool.
+    check_text(
+        "func @main(%x: i8[2,19,8,8] q(0.07, -4)) -> i8[2,19,1,1] q(0.03, 9) {
+           %y = global_average_pool %x : i8[2,19,1,1] q(0.03, 9)
+           return %y }",
+        Q,
+    );
+    check_text(
+        "func @main(%x: u8[1,21,6,5] q(0.11, 30)) -> u8[1,21,1,1] q(0.02, 100) {
+           %y = average_pool %x {kernel=[6,5]} : u8[1,21,1,1] q(0.02, 100)
+           return %y }",
+        Q,
+    );
     check_text(
         "func @main(%x: i8[2,3,5,7] q(0.1, 4)) -> i8[2,3,1,1] q(0.1, 4) {
            %y = global_max_pool %x : i8[2,3,1,1] q(0.1, 4)
@@ -420,6 +449,12 @@ fn softmax_and_batch_norm() {
     check_text(
         "func @main(%x: u8[3,10] q(0.1, 128)) -> u8[3,10] q(0.00390625, 0) {
            %y = softmax %x {axis=1} : u8[3,10] q(0.00390625, 0)
+           return %y }",
+        Q,
+    );
+    check_text(
+        "func @main(%x: i8[2,9,3] q(0.3, 5)) -> i8[2,9,3] q(0.00390625, -128) {
+           %y = softmax %x {axis=1} : i8[2,9,3] q(0.00390625, -128)
            return %y }",
         Q,
     );

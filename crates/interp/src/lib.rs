@@ -30,6 +30,10 @@
 //!    its float dtype). This one wrapper is how every op gets its quantized form;
 //! 5. everything else runs on raw integers (module `int`).
 //!
+//! Before all of these, under the `float` contract, an 8-bit quantized `add`,
+//! `softmax` or whole-image average pool takes onnxruntime's fused arithmetic instead
+//! of step 4 (module `fused`; `qc_ir::fused` says which nodes).
+//!
 //! On quantized types, real-valued attributes stay real: `clip` bounds, the `pad`
 //! value and fused activation bounds apply to the dequantized values (a quantized pad
 //! with value 0 writes the zero point).
@@ -40,6 +44,7 @@
 
 mod conv;
 mod float;
+mod fused;
 mod gemm;
 mod int;
 mod movement;
@@ -285,6 +290,19 @@ fn exec(
     };
     let one = |t: Tensor| Ok(vec![t]);
     let tensor = |shape: &[usize], d| Tensor::new(shape.to_vec(), d).map_err(|e| e.to_string());
+    if opts.contract == Contract::Float {
+        let fused = match (op, ins, in_tys, out_tys) {
+            (Op::Add { act }, [a, b], [ta, tb], [ty]) => fused::add(a, b, (ta, tb, ty), *act),
+            (Op::Softmax { axis }, [x], [tx], [ty]) => fused::softmax(x, (tx, ty), *axis),
+            (Op::GlobalAveragePool | Op::AveragePool { .. }, [x], [tx], [ty]) => {
+                fused::mean(op, x, (tx, ty))
+            }
+            _ => None,
+        };
+        if let Some(t) = fused {
+            return one(t?);
+        }
+    }
     match op {
         Op::Quantize => {
             let (x, y) = (single(ins)?, out0()?);

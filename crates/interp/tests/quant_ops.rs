@@ -460,6 +460,8 @@ fn quantized_matmul_per_column() {
 
 #[test]
 fn quantized_add_goes_through_real_values() {
+    // Under the integer contracts (the `float` contract's fused add is onnxruntime's,
+    // tests/fused_ort.rs).
     // a (0.5, 10), b (0.25, 0), y (1, 5): 14,6 → 2 + 1.5 = 3.5 → 4 → 9;
     // 13,4 → 1.5 + 1 = 2.5 → 2 → 7; 0,0 → -5 → -5 + 5 = 0; relu variant: max(real, 0).
     let build = |act| {
@@ -472,12 +474,22 @@ fn quantized_add_goes_through_real_values() {
     };
     let ins = [t(&[3], u8s(&[14, 13, 0])), t(&[3], u8s(&[6, 4, 0]))];
     assert_eq!(
-        run1(&build(Activation::None), &ins).data(),
+        run_with(&build(Activation::None), &ins, Contract::Fixed)[0].data(),
         &u8s(&[9, 7, 0])
     );
     assert_eq!(
-        run1(&build(Activation::Relu), &ins).data(),
+        run_with(&build(Activation::Relu), &ins, Contract::Fixed)[0].data(),
         &u8s(&[9, 7, 5])
+    );
+    // The fused add on codes: fixed = 5 - (0.5 * 10 + 0) = 0; 14,6 → 7 + 1.5 = 8.5 → 8;
+    // 13,4 → 6.5 + 1 = 7.5 → 8; relu clamps the codes at the zero point 5.
+    assert_eq!(
+        run_with(&build(Activation::None), &ins, Contract::Float)[0].data(),
+        &u8s(&[8, 8, 0])
+    );
+    assert_eq!(
+        run_with(&build(Activation::Relu), &ins, Contract::Float)[0].data(),
+        &u8s(&[8, 8, 5])
     );
 }
 

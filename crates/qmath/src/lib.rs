@@ -9,6 +9,9 @@
 //! - the three rounding contracts ([`Contract`]: `float`, `fixed`, `fixed-single`) of
 //!   requantization in [`Requantizer`], with the Q31 [`Multiplier`] computation
 //!   ([`quantize_multiplier`]) and the gemmlowp primitives it rests on.
+//! - the `float` contract's fused 8-bit add, softmax and global average ([`FusedAdd`],
+//!   [`FusedSoftmax`], [`FusedMean`]),
+//!   onnxruntime's `QLinearAdd` / `QLinearSoftmax` / `QLinearGlobalAveragePool`.
 //!
 //! **Invariant.** Interpreter, JIT and C emitter all call into this crate; no kernel
 //! computes a multiplier or rounds a requantized value by itself. A backend that emits
@@ -22,6 +25,7 @@
 
 mod choose;
 mod fixed;
+mod fused;
 mod params;
 mod requant;
 mod round;
@@ -31,6 +35,7 @@ pub use fixed::{
     multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_single, quantize_multiplier,
     rounding_divide_by_pot, saturating_rounding_doubling_high_mul, Multiplier,
 };
+pub use fused::{AddForm, FusedAdd, FusedMean, FusedSoftmax};
 pub use params::{QType, QuantParams};
 pub use requant::{Contract, Requantizer};
 pub use round::{dequantize, quantize, quantize_bias, round_half_even, round_half_even_f64};

@@ -3,8 +3,9 @@
 //!
 //! **Contract.** `entry(p, a, b, y, n)`: `p` at [`PARAMS`] u32 (`[sa, za, sb, zb, sy,
 //! zy, op, act, lo, hi, a_signed, b_signed, y_signed]`; scales and clip bounds as f32
-//! bits, zero points as i32 bits; `op` 0 add, 1 sub, 2 mul; `act` 0 none, 1 relu, 2
-//! clip to `[lo, hi]`), `a`, `b` at `n` operand bytes, `y` at `n` result bytes.
+//! bits, zero points as i32 bits; `op` 0 add, 1 sub, 2 mul, 3 the `float` contract's
+//! fused add ([`fused_add_params`]); `act` 0 none, 1 relu, 2 clip to `[lo, hi]`), `a`,
+//! `b` at `n` operand bytes, `y` at `n` result bytes.
 //!
 //! **Exactness.** Lane by lane the interpreter's definition, dequantize → f32 op →
 //! quantize, with the same operations in the same order: `(q - zp)` exact in i32,
@@ -45,6 +46,28 @@ pub(crate) fn params(
     ]
 }
 
+/// The parameter block of the `float` contract's fused add (`op` 3): `[x_ratio, 0,
+/// y_ratio, 0, fixed, 0, 3, 0, lo, hi, s, s, s]` with the code bounds as i32 bits; the
+/// operands are not swapped (same shape).
+pub(crate) fn fused_add_params(f: &qc_qmath::FusedAdd, signed: bool) -> [u32; PARAMS] {
+    let s = u32::from(signed);
+    [
+        f.x_ratio.to_bits(),
+        0,
+        f.y_ratio.to_bits(),
+        0,
+        f.fixed.to_bits(),
+        0,
+        3,
+        0,
+        f.lo as u32,
+        f.hi as u32,
+        s,
+        s,
+        s,
+    ]
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
     use std::arch::x86_64::*;
@@ -76,6 +99,11 @@ pub(crate) mod x86 {
                 _mm512_cvtepu8_epi32(v)
             }
         };
+        if op == 3 {
+            // SAFETY: the same contract, the fused add's parameter block.
+            unsafe { fused_add(p, a, b, y, n) };
+            return;
+        }
         let mut i = 0;
         while i < n {
             let cnt = (n - i).min(16);
@@ -105,6 +133,53 @@ pub(crate) mod x86 {
             let r = _mm512_min_ps(_mm512_max_ps(r, nlim), lim);
             let q = _mm512_add_epi32(_mm512_cvtps_epi32(r), zy);
             let q = _mm512_min_epi32(_mm512_max_epi32(q, qmin), qmax);
+            // SAFETY: masked store of the cnt elements at i.
+            unsafe { _mm_mask_storeu_epi8(py.cast(), m, _mm512_cvtepi32_epi8(q)) };
+            i += 16;
+        }
+    }
+
+    /// `FusedAdd::apply` lane by lane: codes convert exactly, two `vfmadd` (one
+    /// rounding each, as `f32::mul_add`), `vcvtps2dq` rounding half to even with NaN
+    /// and out-of-range lanes giving `i32::MIN` (as `FusedAdd::finish`), the clamp.
+    ///
+    /// # Safety
+    /// As [`run`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn fused_add(
+        p: &[u32; super::PARAMS],
+        a: *const u8,
+        b: *const u8,
+        y: *mut u8,
+        n: usize,
+    ) {
+        let f = |i: usize| _mm512_set1_ps(f32::from_bits(p[i]));
+        let (xr, yr, fixed) = (f(0), f(2), f(4));
+        let (lo, hi) = (
+            _mm512_set1_epi32(p[8] as i32),
+            _mm512_set1_epi32(p[9] as i32),
+        );
+        let signed = p[12] != 0;
+        let load = |ptr: *const u8, m: __mmask16| {
+            // SAFETY: masked lanes are not read; the rest lie inside the n bytes.
+            let v = unsafe { _mm_maskz_loadu_epi8(m, ptr.cast()) };
+            let w = if signed {
+                _mm512_cvtepi8_epi32(v)
+            } else {
+                _mm512_cvtepu8_epi32(v)
+            };
+            _mm512_cvtepi32_ps(w)
+        };
+        let mut i = 0;
+        while i < n {
+            let cnt = (n - i).min(16);
+            let m: __mmask16 = if cnt == 16 { 0xffff } else { (1u16 << cnt) - 1 };
+            // SAFETY: offsets i..i + cnt lie inside the n elements.
+            let (pa, pb, py) = unsafe { (a.add(i), b.add(i), y.add(i)) };
+            let t = _mm512_fmadd_ps(load(pa, m), xr, _mm512_fmadd_ps(load(pb, m), yr, fixed));
+            let r =
+                _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(t);
+            let q = _mm512_min_epi32(_mm512_max_epi32(r, lo), hi);
             // SAFETY: masked store of the cnt elements at i.
             unsafe { _mm_mask_storeu_epi8(py.cast(), m, _mm512_cvtepi32_epi8(q)) };
             i += 16;

@@ -12,6 +12,7 @@
 //!   `qc-interp`'s `qops` does; zero-point operands may be run-time values.
 
 pub(crate) mod conv_transpose;
+pub(crate) mod fused;
 pub(crate) mod linear_rt;
 pub(crate) mod reduce;
 
