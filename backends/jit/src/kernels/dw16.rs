@@ -6,7 +6,9 @@
 //! one pixel of 16 channels: input rows are gathered into a ring of padded rows
 //! (pixel-major, `x - zx` as f32), every output pixel is `Σ_taps w[tap] · row[col]`
 //! with per-lane weights, 16 pixels at a time (16 independent accumulators), then
-//! requantized per lane and transposed back to the NCHW result.
+//! requantized per lane and transposed back to the NCHW result. Narrow planes
+//! ([`flat`]) instead gather the whole padded plane, transposing 16 consecutive input
+//! pixels at a time, and take their output pixels 16 at a time in row-major order.
 //!
 //! **Contract.** `entry(p, x, w, bias, rec, out, scratch)`: `p` at [`PARAMS`] i64
 //! (`dw_plane::PARAMS` values, then `c_out`, `mult`); `x` at the image's `c_in` input
@@ -52,11 +54,20 @@ fn flat(p: &Plane) -> bool {
     p.ow < 16 && 4 * 16 * plane_rows(p) * row_cols(p) <= 256 * 1024
 }
 
+/// Columns of a padded row when [`flat`]: only the columns some output reads (flat
+/// groups address each pixel's taps on their own, not as 16 consecutive columns).
+fn flat_cols(p: &Plane) -> usize {
+    (p.ow - 1) * p.sw + (p.kw - 1) * p.dw + 1
+}
+
 /// Scratch bytes: the ring of padded rows, or all of them when [`flat`] (16 f32 per
 /// column).
 pub(crate) fn scratch_bytes(p: &Plane) -> usize {
-    let rows = if flat(p) { plane_rows(p) } else { ring_rows(p) };
-    4 * 16 * rows * row_cols(p)
+    if flat(p) {
+        4 * 16 * plane_rows(p) * flat_cols(p)
+    } else {
+        4 * 16 * ring_rows(p) * row_cols(p)
+    }
 }
 
 /// Whether the kernel applies (the shape limits of `dw_plane`, a non-empty result, and
@@ -181,8 +192,19 @@ pub(crate) mod x86 {
     ) {
         let (isz, n, k) = (p.ih * p.iw, p.oh * p.ow, p.kh * p.kw);
         let flat = flat(p);
-        // Flat: the "ring" holds every padded row (slot = row), filled up front.
-        let (span, wa) = (if flat { plane_rows(p) } else { ring_rows(p) }, row_cols(p));
+        // Flat: the "ring" holds every padded row (slot = row), filled up front per
+        // block; its padding is zeroed once here (blocks overwrite only input pixels).
+        let (span, wa) = if flat {
+            (plane_rows(p), flat_cols(p))
+        } else {
+            (ring_rows(p), row_cols(p))
+        };
+        if flat {
+            for i in 0..span * wa {
+                // SAFETY: span · wa vectors of 16 f32 are the flat scratch.
+                unsafe { _mm512_storeu_ps(scratch.add(16 * i), _mm512_setzero_ps()) };
+            }
+        }
         let rec_words = crate::linear::RECORD / 4;
         let mut held = vec![usize::MAX; span];
         let zxv = _mm512_set1_epi32(zx);
@@ -218,14 +240,41 @@ pub(crate) mod x86 {
                 let wb = w.add(blk * k * 16);
                 // Which padded row each slot holds (one slot per ring row).
                 held.fill(usize::MAX);
+                if flat {
+                    // The input plane 16 consecutive pixels at a time (one transpose
+                    // per 16 pixels, whatever the row width), each pixel to its padded
+                    // row and column.
+                    let mut i0 = 0;
+                    while i0 < isz {
+                        let cnt = (isz - i0).min(16);
+                        let m: __mmask16 = if cnt == 16 { 0xffff } else { (1u16 << cnt) - 1 };
+                        let rows: [__m128i; 16] = std::array::from_fn(|l| {
+                            _mm_maskz_loadu_epi8(m, x.add(offs_u[l] + i0).cast())
+                        });
+                        let px = transpose16(rows);
+                        for (j, b) in px.iter().enumerate().take(cnt) {
+                            let (iy, ix) = ((i0 + j) / p.iw, (i0 + j) % p.iw);
+                            let (py, col) = (iy + p.pt, ix + p.pl);
+                            if py >= span || col >= wa {
+                                continue;
+                            }
+                            let v = if signed {
+                                _mm512_cvtepi8_epi32(*b)
+                            } else {
+                                _mm512_cvtepu8_epi32(*b)
+                            };
+                            let f = _mm512_cvtepi32_ps(_mm512_sub_epi32(v, zxv));
+                            _mm512_storeu_ps(scratch.add((py * wa + col) * 16), f);
+                        }
+                        i0 += 16;
+                    }
+                }
                 for oy in 0..p.oh {
-                    // Fill the ring rows this output row reads (flat: every row, once,
-                    // on the first output row).
-                    let (first, count, step) = if flat {
-                        (0, if oy == 0 { span } else { 0 }, 1)
-                    } else {
-                        (oy * p.sh, p.kh, p.dh)
-                    };
+                    if flat {
+                        break;
+                    }
+                    // Fill the ring rows this output row reads.
+                    let (first, count, step) = (oy * p.sh, p.kh, p.dh);
                     for i in 0..count {
                         let py = first + i * step;
                         let slot = py % span;
@@ -268,9 +317,6 @@ pub(crate) mod x86 {
                             }
                             ix0 += 16;
                         }
-                    }
-                    if flat {
-                        continue;
                     }
                     let orow = oy * p.ow;
                     let mut ox0 = 0;
