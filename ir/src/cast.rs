@@ -1,8 +1,9 @@
 //! Element type conversion between all dtypes: ONNX Cast as qc defines it. The one
 //! implementation the importer's constant folding, the passes and the interpreter share.
 //!
-//! - to f16/bf16/f32/f64: round to nearest even (f16/bf16 via `half`), from
-//!   integers directly (no double rounding through f64 for f32 targets);
+//! - to f16/bf16/f32/f64: round to nearest even (f16/bf16 via `half`; to f16 through
+//!   f32, so an f64 source rounds twice), from integers directly (no double rounding
+//!   through f64 for f32 targets);
 //! - float → integer: truncate toward zero, **saturating** at the type's bounds,
 //!   NaN → 0 (ONNX leaves out-of-range values undefined; this is Rust's `as`);
 //! - integer → integer: wraps (numpy `astype`);
@@ -74,7 +75,10 @@ fn cast(d: &TensorData, to: DType) -> TensorData {
         DType::F64 => TensorData::F64(xs.iter().map(f64_of).collect()),
         DType::F16 => TensorData::F16(
             xs.iter()
-                .map(|e| half::f16::from_f64(f64_of(e)).to_bits())
+                // Through f32: `half`'s f64 → f16 differs by host (with F16C it goes
+                // through f32, without it truncates the f64 first); this is the same
+                // on every host and what the C emitter reproduces.
+                .map(|e| half::f16::from_f32(f64_of(e) as f32).to_bits())
                 .collect(),
         ),
         DType::BF16 => TensorData::BF16(

@@ -7,8 +7,9 @@
 //!   (compared in steps of that value's scale), identical — except in the cases listed
 //!   in [`LOOSE`], where a QDQ model's `dequantize -> float op -> quantize` becomes an
 //!   integer op with one requantization (the float sum and the integer sum can round
-//!   differently next to a rounding boundary): there at most one step off and at least
-//!   the percentage [`LOOSE`] gives identical, the counts printed (every other case,
+//!   differently next to a rounding boundary, or the `float` contract's fused ops take
+//!   onnxruntime's arithmetic): there at most the steps and at least the percentage
+//!   identical that [`LOOSE`] gives, the counts printed (every other case,
 //!   `cnn_qdq` and the tricky QDQ convs included, measures bit-identical on its seeded
 //!   inputs and must stay so);
 //! - other float outputs within 1e-4 relative (BatchNorm folding reorders float math).
@@ -30,9 +31,9 @@ use common::{fixtures, read_npy};
 use qc_ir::{DType, Graph, Op, QuantParams, Tensor, TensorData, TensorType, ValueDef};
 use qc_passes::{PassCx, PassOptions, Pipeline};
 
-/// Cases whose quantized results may legitimately move by one step: (name, least
-/// percentage of identical outputs, why).
-const LOOSE: &[(&str, usize, &str)] = &[
+/// Cases whose quantized results may legitimately move: (name, least percentage of
+/// identical outputs, most steps an output may move, why).
+const LOOSE: &[(&str, usize, f64, &str)] = &[
     // Measured: 303/320 identical, 17 one step off. A one-step flip in any of the 16
     // requantizing layers propagates to the logits; the interpreter's f32 convolution
     // sums in another order than onnxruntime's, which is why onnxruntime's own fused
@@ -43,6 +44,7 @@ const LOOSE: &[(&str, usize, &str)] = &[
     (
         "mobilenetv2_qdq",
         90,
+        1.0,
         "16 QDQ conv layers: float sums become integer sums, flips propagate to the output",
     ),
     // Measured: 279/288 identical, 9 one step off. The case's scales are powers of two,
@@ -50,29 +52,35 @@ const LOOSE: &[(&str, usize, &str)] = &[
     // halfway between two output steps for 1 in 16 of the sums, and round-half-even then
     // goes the other way than the float result with the original bias, which lies just
     // below or above the tie, about half the time.
-    // The `float` contract's fused add and softmax are onnxruntime's QLinearAdd and
-    // QLinearSoftmax (qc_qmath::fused), which round differently from the unoptimized
-    // graph's dequantize -> float op -> quantize. Measured: ResNet-8 (three residual
-    // adds and a softmax) 286/320 identical, keyword spotting (softmax) 358/384, visual
-    // wake words (a 2-class softmax) 33/64; the rest one step off.
+    // The `float` contract's fused add, global average and softmax are onnxruntime's
+    // QLinearAdd, QLinearGlobalAveragePool and QLinearSoftmax (qc_qmath::fused), which
+    // round differently from the unoptimized graph's dequantize -> float op ->
+    // quantize. Measured: ResNet-8 (three residual adds, the average pool, a softmax)
+    // 274/320 identical, 39 one step and 7 two steps off (a flipped pooled value moves
+    // several logits before the softmax); keyword spotting (average pool, softmax)
+    // 358/384; visual wake words (a 2-class softmax) 33/64; the rest one step off.
     (
         "ic_resnet8_int8",
-        85,
+        80,
+        2.0,
         "residual adds and softmax take onnxruntime's fused arithmetic once quantized",
     ),
     (
         "kws_dscnn_int8",
         90,
+        1.0,
         "softmax takes onnxruntime's fused arithmetic once quantized",
     ),
     (
         "vww_mbv1_int8",
         45,
+        1.0,
         "a 2-class softmax takes onnxruntime's fused arithmetic once quantized",
     ),
     (
         "canon_bias_mismatched_scale",
         95,
+        1.0,
         "the float bias is re-expressed on the implied grid s_x * s_w",
     ),
 ];
@@ -235,7 +243,7 @@ impl Agreement {
 
     /// `Err` when the agreement breaks the rules of the module docs; `loose` is the
     /// least percentage of identical outputs of a [`LOOSE`] case.
-    fn check(&self, loose: Option<usize>) -> Result<(), String> {
+    fn check(&self, loose: Option<(usize, f64)>) -> Result<(), String> {
         if !self.stepped {
             return if self.max_rel <= 1e-4 {
                 Ok(())
@@ -246,7 +254,7 @@ impl Agreement {
                 ))
             };
         }
-        let Some(min_percent) = loose else {
+        let Some((min_percent, max_steps)) = loose else {
             return if self.identical == self.n {
                 Ok(())
             } else {
@@ -256,7 +264,7 @@ impl Agreement {
                 ))
             };
         };
-        if self.max_steps > 1.0 + 1e-3 {
+        if self.max_steps > max_steps + 1e-3 {
             return Err(format!("an output moved {:.3} steps", self.max_steps));
         }
         if self.identical * 100 < self.n * min_percent {
@@ -312,11 +320,11 @@ fn compare(before: &Graph, after: &Graph, inputs: &[Vec<Tensor>], what: &str) ->
     agree
 }
 
-fn loose(name: &str) -> Option<usize> {
+fn loose(name: &str) -> Option<(usize, f64)> {
     LOOSE
         .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(_, p, _)| *p)
+        .find(|(n, _, _, _)| *n == name)
+        .map(|(_, p, m, _)| (*p, *m))
 }
 
 /// Check every output; print one line per output; the failures, if any.

@@ -1,7 +1,8 @@
 //! The float formulas of the reference interpreter (`qc_ir::real`), as the JIT uses them.
 //!
 //! **Invariant:** each function here computes, bit for bit, what `qc-interp`'s float
-//! kernel computes for the same op (same operations, same order, same libm calls).
+//! kernel computes for the same op (same operations, same order, and `qc_ir::real`'s
+//! own exp/ln/tanh rather than the host libm).
 //! The JIT uses them two ways:
 //! - transcendental ops on f32 tensors call the `extern "C"` wrappers, registered as
 //!   JIT symbols ([`SYMBOLS`]), so float results are identical to the interpreter's;
@@ -36,11 +37,11 @@ pub(crate) extern "C" fn qc_jit_sigmoid(x: f32) -> f32 {
 }
 
 pub(crate) extern "C" fn qc_jit_tanh(x: f32) -> f32 {
-    x.tanh()
+    qc_ir::real::tanh(x)
 }
 
 pub(crate) extern "C" fn qc_jit_expf(x: f32) -> f32 {
-    x.exp()
+    qc_ir::real::exp(x)
 }
 
 pub(crate) extern "C" fn qc_jit_sqrtf(x: f32) -> f32 {
@@ -48,7 +49,7 @@ pub(crate) extern "C" fn qc_jit_sqrtf(x: f32) -> f32 {
 }
 
 pub(crate) extern "C" fn qc_jit_logf(x: f32) -> f32 {
-    x.ln()
+    qc_ir::real::ln(x)
 }
 
 /// A callback the generated code may call: `f32 -> f32`.

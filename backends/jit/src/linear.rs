@@ -1654,10 +1654,11 @@ fn quad_setup(
     pw: &QuantParams,
     c_out: usize,
     k: usize,
+    cols: usize,
     xq: QType,
     zx: i32,
 ) -> Result<Option<(PairTile, usize, usize)>> {
-    let Some(t) = kernels::quad_tile(cx.opts.kernels) else {
+    let Some(t) = kernels::quad_tile_for(cx.opts.kernels, cols) else {
         return Ok(None);
     };
     let wv = shifted_weights(cx, wt, pw, 0)?;
@@ -2190,7 +2191,7 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
         }
     }
     let quad = match (mode, &w.quant) {
-        (Mode::Q { xq, zx }, Some(pw)) => quad_setup(cx, &wt, pw, g.c_out, k, xq, zx)?,
+        (Mode::Q { xq, zx }, Some(pw)) => quad_setup(cx, &wt, pw, g.c_out, k, n, xq, zx)?,
         _ => None,
     };
     if let (Some((t, qa, qinit)), Mode::Q { xq, zx }) = (quad, mode) {
@@ -2448,7 +2449,7 @@ pub(crate) fn gemm(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &GemmAttrs) -> Result<us
         kernels::gemv_quad(cx.opts.kernels),
         &bt.quant,
     ) {
-        if let Some((_, qa, qinit)) = quad_setup(cx, &wt, pw, n, k, xq, zx)? {
+        if let Some((_, qa, qinit)) = quad_setup(cx, &wt, pw, n, k, 1, xq, zx)? {
             let row = 4 * k.div_ceil(4);
             let buf_off = round_up(row, 64);
             let scratch = buf_off + 4 * (n + NR);

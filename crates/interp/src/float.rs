@@ -3,11 +3,13 @@
 //! Operands arrive as [`FT`] (f32 data and shape; quantized operands already
 //! dequantized by the caller), results leave as [`Out`]. Each kernel validates the
 //! shapes it indexes with before looping. Comparisons are written so NaN propagates
-//! like numpy's `maximum`/`minimum`/`clip` (`relu(NaN) = NaN`).
+//! like numpy's `maximum`/`minimum`/`clip` (`relu(NaN) = NaN`). Transcendentals
+//! (sigmoid, tanh, softmax's exp, lrn's power) are `qc_ir::real`'s own f32 functions,
+//! never the host libm, so every backend can reproduce them bit for bit.
 
 use std::borrow::Cow;
 
-use qc_ir::real::{hard_sigmoid, hard_swish, leaky_relu, sigmoid};
+use qc_ir::real::{exp, hard_sigmoid, hard_swish, leaky_relu, pow, sigmoid, tanh};
 use qc_ir::{Activation, Op, Tensor, TensorData};
 
 pub(crate) use qc_ir::real::{activation as act, clip, relu};
@@ -218,7 +220,7 @@ pub(crate) fn run(op: &Op, xs: &[FT], n_out: usize) -> KResult<Vec<Out>> {
         Op::Sigmoid => unary(xs, sigmoid),
         Op::HardSigmoid { alpha, beta } => unary(xs, |x| hard_sigmoid(x, *alpha, *beta)),
         Op::HardSwish => unary(xs, hard_swish),
-        Op::Tanh => unary(xs, f32::tanh),
+        Op::Tanh => unary(xs, tanh),
         Op::MaxPool {
             pool,
             storage_order,
@@ -297,7 +299,7 @@ pub(crate) fn run(op: &Op, xs: &[FT], n_out: usize) -> KResult<Vec<Out>> {
                     }
                     let mut sum = 0f32;
                     for d in 0..dim {
-                        let e = (x.data[at(d)] - mx).exp();
+                        let e = exp(x.data[at(d)] - mx);
                         y[at(d)] = e;
                         sum += e;
                     }
@@ -341,7 +343,7 @@ pub(crate) fn run(op: &Op, xs: &[FT], n_out: usize) -> KResult<Vec<Out>> {
                     y.extend(
                         p.iter()
                             .zip(&sq)
-                            .map(|(&v, &s)| v / (a.bias + coef * s).powf(a.beta)),
+                            .map(|(&v, &s)| v / pow(a.bias + coef * s, a.beta)),
                     );
                 }
             }

@@ -33,7 +33,9 @@ fn check(name: &str) {
             xs[i * per_in..(i + 1) * per_in].to_vec(),
         )
         .expect("input");
-        let got = compiled.run(&[TensorRef::of(&x).expect("f32")]).expect("runs");
+        let got = compiled
+            .run(&[TensorRef::of(&x).expect("f32")])
+            .expect("runs");
         let got = got[0].as_f32().expect("f32 output");
         for (a, b) in got.iter().zip(&want[i * per_out..(i + 1) * per_out]) {
             same += usize::from(a == b);
@@ -45,7 +47,10 @@ fn check(name: &str) {
         "{name}: {same}/{total} ({:.2}%) identical to onnxruntime, max {worst:.2} steps",
         100.0 * same as f64 / total as f64
     );
-    assert!(same * 1000 >= total * 999, "{name}: only {same}/{total} identical");
+    assert!(
+        same * 1000 >= total * 999,
+        "{name}: only {same}/{total} identical"
+    );
     assert!(worst <= 1.01, "{name}: {worst} steps off");
 }
 

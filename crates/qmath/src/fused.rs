@@ -271,7 +271,7 @@ impl FusedMean {
             return None;
         }
         let scale = x.0 / (y.0 * n as f32);
-        if !(scale >= 2.328_306_4e-10 && scale < 256.0) {
+        if !(2.328_306_4e-10..256.0).contains(&scale) {
             return None;
         }
         Some(FusedMean {

@@ -155,10 +155,13 @@ pub(crate) mod x86 {
         nch: usize,
         cnt: usize,
     ) {
-        let bytes = acc.map(|a| {
+        // Plain loops, not closures, in the kernels: a closure does not inherit the
+        // function's target features, and left out of line its intrinsics become calls.
+        let mut bytes = [_mm_setzero_si128(); 16];
+        for (b, &a) in bytes.iter_mut().zip(&acc) {
             let s = _mm512_add_epi32(_mm512_cvtps_epi32(a), bias);
-            _mm512_cvtepi32_epi8(requant16(s, lanes))
-        });
+            *b = _mm512_cvtepi32_epi8(requant16(s, lanes));
+        }
         let cols = transpose16(bytes);
         let m: __mmask16 = if cnt == 16 { 0xffff } else { (1u16 << cnt) - 1 };
         for (ch, v) in cols.iter().enumerate().take(nch) {
@@ -248,9 +251,10 @@ pub(crate) mod x86 {
                     while i0 < isz {
                         let cnt = (isz - i0).min(16);
                         let m: __mmask16 = if cnt == 16 { 0xffff } else { (1u16 << cnt) - 1 };
-                        let rows: [__m128i; 16] = std::array::from_fn(|l| {
-                            _mm_maskz_loadu_epi8(m, x.add(offs_u[l] + i0).cast())
-                        });
+                        let mut rows = [_mm_setzero_si128(); 16];
+                        for (r, &o) in rows.iter_mut().zip(&offs_u) {
+                            *r = _mm_maskz_loadu_epi8(m, x.add(o + i0).cast());
+                        }
                         let px = transpose16(rows);
                         for (j, b) in px.iter().enumerate().take(cnt) {
                             let (iy, ix) = ((i0 + j) / p.iw, (i0 + j) % p.iw);
@@ -302,9 +306,10 @@ pub(crate) mod x86 {
                         while ix0 < used {
                             let cnt = (used - ix0).min(16);
                             let m: __mmask16 = if cnt == 16 { 0xffff } else { (1u16 << cnt) - 1 };
-                            let rows: [__m128i; 16] = std::array::from_fn(|l| {
-                                _mm_maskz_loadu_epi8(m, x.add(offs_u[l] + rbase + ix0).cast())
-                            });
+                            let mut rows = [_mm_setzero_si128(); 16];
+                            for (r, &o) in rows.iter_mut().zip(&offs_u) {
+                                *r = _mm_maskz_loadu_epi8(m, x.add(o + rbase + ix0).cast());
+                            }
                             let px = transpose16(rows);
                             for (j, b) in px.iter().enumerate().take(cnt) {
                                 let v = if signed {
@@ -346,11 +351,12 @@ pub(crate) mod x86 {
                         let cnt = (n - p0).min(16);
                         // Each pixel's first tap, in floats (past-the-end pixels
                         // repeat the last one; their results are not stored).
-                        let base: [usize; 16] = std::array::from_fn(|j| {
+                        let mut base = [0usize; 16];
+                        for (j, b) in base.iter_mut().enumerate() {
                             let q = (p0 + j).min(n - 1);
                             let (oy, ox) = (q / p.ow, q % p.ow);
-                            (oy * p.sh * wa + ox * p.sw) * 16
-                        });
+                            *b = (oy * p.sh * wa + ox * p.sw) * 16;
+                        }
                         let mut acc = [_mm512_setzero_ps(); 16];
                         for ky in 0..p.kh {
                             for kx in 0..p.kw {

@@ -176,6 +176,25 @@ pub(crate) fn quad_tile(ks: KernelSet) -> Option<PairTile> {
     }
 }
 
+/// The quad kernel for a GEMM of `n` columns: the 16-column tile (twice the rows per
+/// call) when `n ≤ 16` (a 3×3 map computes 16 columns instead of 32; measured on
+/// MobileNetV1's 6×6 maps, 48 columns of the narrow tile were no faster than 64 of the
+/// wide one), else [`quad_tile`]'s.
+pub(crate) fn quad_tile_for(ks: KernelSet, n: usize) -> Option<PairTile> {
+    let t = quad_tile(ks)?;
+    let narrow = n <= 16;
+    #[cfg(target_arch = "x86_64")]
+    if narrow && t.nr == x86::NR512 {
+        return Some(PairTile {
+            addr: x86::dpbusd512_n16_entry as *const () as usize,
+            mr: x86::MR512_N16,
+            nr: x86::NR512_N16,
+        });
+    }
+    let _ = narrow;
+    Some(t)
+}
+
 #[cfg(target_arch = "x86_64")]
 fn detect_quad() -> Option<PairTile> {
     if std::arch::is_x86_feature_detected!("avx512f")
@@ -217,6 +236,8 @@ mod x86 {
 
     pub(super) const MR512: usize = 6;
     pub(super) const NR512: usize = 32;
+    pub(super) const MR512_N16: usize = 12;
+    pub(super) const NR512_N16: usize = 16;
     pub(super) const MR256: usize = 4;
     pub(super) const NR256: usize = 16;
 
@@ -348,6 +369,71 @@ mod x86 {
                 4 => dpbusd512_taps::<4>(a, a_row, b, b_step, kq, out, toff, ntaps),
                 5 => dpbusd512_taps::<5>(a, a_row, b, b_step, kq, out, toff, ntaps),
                 6 => dpbusd512_taps::<6>(a, a_row, b, b_step, kq, out, toff, ntaps),
+                _ => {}
+            }
+        }
+    }
+
+    /// The quad kernel's sum on a tile of `R` rows and [`NR512_N16`] columns (one
+    /// vector per row; B steps of 64 bytes). Exactness as the quad kernel's.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F/BW/VNNI; the pointers satisfy the quad contract with
+    /// `nr = NR512_N16`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn dpbusd512_n16<const R: usize>(
+        a: *const u8,
+        a_row: usize,
+        b: *const u8,
+        b_step: usize,
+        kq: usize,
+        out: *mut i32,
+    ) {
+        let mut acc = [_mm512_setzero_si512(); R];
+        for q in 0..kq {
+            // SAFETY: step q < kq of B: 4 · NR512_N16 = 64 bytes at b + q · b_step
+            // inside packed B; rows r < R of A hold kq quads (contract).
+            unsafe {
+                let b0 = _mm512_loadu_si512(b.add(q * b_step).cast());
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let av = (a.add(r * a_row + 4 * q) as *const i32).read_unaligned();
+                    *acc = _mm512_dpbusd_epi32(*acc, b0, _mm512_set1_epi32(av));
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            // SAFETY: out holds R × NR512_N16 i32 (contract).
+            unsafe { _mm512_storeu_si512(out.add(r * NR512_N16).cast(), *acc) };
+        }
+    }
+
+    /// The C-ABI entry of the 16-column AVX-512 quad kernel (`mr` in
+    /// `1..=MR512_N16`).
+    pub(super) extern "C" fn dpbusd512_n16_entry(
+        a: *const u8,
+        a_row: usize,
+        b: *const u8,
+        b_step: usize,
+        kq: usize,
+        mr: usize,
+        out: *mut i32,
+    ) {
+        // SAFETY: only handed out by `quad_tile_for` after `detect_quad` found
+        // AVX-512F/BW/VNNI; generated code passes pointers satisfying the contract.
+        unsafe {
+            match mr {
+                1 => dpbusd512_n16::<1>(a, a_row, b, b_step, kq, out),
+                2 => dpbusd512_n16::<2>(a, a_row, b, b_step, kq, out),
+                3 => dpbusd512_n16::<3>(a, a_row, b, b_step, kq, out),
+                4 => dpbusd512_n16::<4>(a, a_row, b, b_step, kq, out),
+                5 => dpbusd512_n16::<5>(a, a_row, b, b_step, kq, out),
+                6 => dpbusd512_n16::<6>(a, a_row, b, b_step, kq, out),
+                7 => dpbusd512_n16::<7>(a, a_row, b, b_step, kq, out),
+                8 => dpbusd512_n16::<8>(a, a_row, b, b_step, kq, out),
+                9 => dpbusd512_n16::<9>(a, a_row, b, b_step, kq, out),
+                10 => dpbusd512_n16::<10>(a, a_row, b, b_step, kq, out),
+                11 => dpbusd512_n16::<11>(a, a_row, b, b_step, kq, out),
+                12 => dpbusd512_n16::<12>(a, a_row, b, b_step, kq, out),
                 _ => {}
             }
         }

@@ -72,6 +72,23 @@ pub(crate) fn fused_add_params(f: &qc_qmath::FusedAdd, signed: bool) -> [u32; PA
 pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
+    /// The `m` lanes of 16 codes at `ptr`, widened to i32 (a function, not a closure:
+    /// closures do not inherit target features and may stay out of line).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F/BW/VL; the masked bytes at `ptr` are readable.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline]
+    unsafe fn load16(ptr: *const u8, m: __mmask16, signed: bool) -> __m512i {
+        // SAFETY: the caller's bound; masked lanes are not read.
+        let v = unsafe { _mm_maskz_loadu_epi8(m, ptr.cast()) };
+        if signed {
+            _mm512_cvtepi8_epi32(v)
+        } else {
+            _mm512_cvtepu8_epi32(v)
+        }
+    }
+
     /// # Safety
     /// The CPU has AVX-512F/BW/VL; the pointers satisfy the module contract.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
@@ -90,15 +107,7 @@ pub(crate) mod x86 {
         let lim = _mm512_set1_ps(16_777_216.0);
         let nlim = _mm512_set1_ps(-16_777_216.0);
         let zero = _mm512_setzero_ps();
-        let load = |ptr: *const u8, m: __mmask16, signed: bool| {
-            // SAFETY: masked lanes are not read; the rest lie inside the n bytes.
-            let v = unsafe { _mm_maskz_loadu_epi8(m, ptr.cast()) };
-            if signed {
-                _mm512_cvtepi8_epi32(v)
-            } else {
-                _mm512_cvtepu8_epi32(v)
-            }
-        };
+
         if op == 3 {
             // SAFETY: the same contract, the fused add's parameter block.
             unsafe { fused_add(p, a, b, y, n) };
@@ -110,14 +119,10 @@ pub(crate) mod x86 {
             let m: __mmask16 = if cnt == 16 { 0xffff } else { (1u16 << cnt) - 1 };
             // SAFETY: offsets i..i + cnt lie inside the n elements.
             let (pa, pb, py) = unsafe { (a.add(i), b.add(i), y.add(i)) };
-            let fa = _mm512_mul_ps(
-                _mm512_cvtepi32_ps(_mm512_sub_epi32(load(pa, m, a_signed), za)),
-                sa,
-            );
-            let fb = _mm512_mul_ps(
-                _mm512_cvtepi32_ps(_mm512_sub_epi32(load(pb, m, b_signed), zb)),
-                sb,
-            );
+            // SAFETY: masked lanes are not read; the rest lie inside the n bytes.
+            let (va, vb) = unsafe { (load16(pa, m, a_signed), load16(pb, m, b_signed)) };
+            let fa = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(va, za)), sa);
+            let fb = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(vb, zb)), sb);
             let mut v = match op {
                 1 => _mm512_sub_ps(fa, fb),
                 2 => _mm512_mul_ps(fa, fb),
@@ -160,23 +165,17 @@ pub(crate) mod x86 {
             _mm512_set1_epi32(p[9] as i32),
         );
         let signed = p[12] != 0;
-        let load = |ptr: *const u8, m: __mmask16| {
-            // SAFETY: masked lanes are not read; the rest lie inside the n bytes.
-            let v = unsafe { _mm_maskz_loadu_epi8(m, ptr.cast()) };
-            let w = if signed {
-                _mm512_cvtepi8_epi32(v)
-            } else {
-                _mm512_cvtepu8_epi32(v)
-            };
-            _mm512_cvtepi32_ps(w)
-        };
+
         let mut i = 0;
         while i < n {
             let cnt = (n - i).min(16);
             let m: __mmask16 = if cnt == 16 { 0xffff } else { (1u16 << cnt) - 1 };
             // SAFETY: offsets i..i + cnt lie inside the n elements.
             let (pa, pb, py) = unsafe { (a.add(i), b.add(i), y.add(i)) };
-            let t = _mm512_fmadd_ps(load(pa, m), xr, _mm512_fmadd_ps(load(pb, m), yr, fixed));
+            // SAFETY: masked lanes are not read; the rest lie inside the n bytes.
+            let (va, vb) = unsafe { (load16(pa, m, signed), load16(pb, m, signed)) };
+            let (fa, fb) = (_mm512_cvtepi32_ps(va), _mm512_cvtepi32_ps(vb));
+            let t = _mm512_fmadd_ps(fa, xr, _mm512_fmadd_ps(fb, yr, fixed));
             let r =
                 _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(t);
             let q = _mm512_min_epi32(_mm512_max_epi32(r, lo), hi);

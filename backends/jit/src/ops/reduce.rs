@@ -6,8 +6,8 @@
 //!   (the interpreter's order), then divides by the count in f64 and rounds to f32:
 //!   bit-identical to `qc-interp`.
 //! - `lrn` computes the window's sum of squares in f32 in channel order like the
-//!   interpreter, but `d^beta` as `exp(beta * ln d)` (no `powf` callback with a
-//!   constant exponent): equal within float tolerance, not bit for bit.
+//!   interpreter, and `d^beta` as `qc_ir::real::pow` defines it, `exp(beta * ln d)`
+//!   through the `Ln` and `Exp` callbacks: bit-identical to `qc-interp`.
 
 use cranelift_codegen::ir::InstBuilder;
 use qc_ir::LrnAttrs;
