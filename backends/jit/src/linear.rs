@@ -643,6 +643,33 @@ fn native_tile(
         (e.muli(ni, 4), (job.np * 4) as i64)
     };
     let bp = e.add(job.b, bp);
+    // The 32-column quad tile with the `float` epilogue fused, straight to the result.
+    let quad = kernels::quad_tile(crate::KernelSet::Auto).map(|q| q.addr);
+    if let (Some(fq), true) = (
+        kernels::quad_requant(crate::KernelSet::Auto),
+        quad == Some(t.addr),
+    ) {
+        if let Some(ep) = requant_args(e, mode, job, epi, mi, ni) {
+            let (steps, toff, ntaps) = match job.taps {
+                Some((toff, ntaps, kq_t, _)) => (kq_t, toff as i64, ntaps as i64),
+                None => (job.kp, 0, 1),
+            };
+            let mut args = vec![
+                ap,
+                e.ic(a_row),
+                bp,
+                e.ic(b_step),
+                e.ic(steps as i64),
+                e.ic(mr as i64),
+                e.ic(toff),
+                e.ic(ntaps),
+            ];
+            args.extend(ep);
+            args.push(e.ic(cols as i64));
+            e.call_addr(fq, &args);
+            return Ok(());
+        }
+    }
     // The tap kernel takes the quad tile's arguments (with the quads per tap as the
     // step count) plus its offset table and tap count.
     let (addr, steps, extra) = match job.taps {
@@ -715,20 +742,52 @@ fn native_requant(
     rows: usize,
     cols: usize,
 ) -> bool {
+    let Some(f) = native else {
+        return false;
+    };
+    let Some([rec, bias, bias_stride, out, out_stride]) = requant_args(e, mode, job, epi, row, col)
+    else {
+        return false;
+    };
+    let args = [
+        buf,
+        e.ic(buf_stride as i64),
+        e.ic(rows as i64),
+        e.ic(cols as i64),
+        rec,
+        bias,
+        bias_stride,
+        out,
+        out_stride,
+    ];
+    e.call_addr(f, &args);
+    true
+}
+
+/// The native `float`-contract epilogue's arguments for output rows from `row` and
+/// columns from `col` — `[rec, bias, bias_stride, out, out_stride]` — when it applies
+/// (8-bit results, unit column stride, a bias constant along columns).
+fn requant_args(
+    e: &mut E,
+    mode: Mode,
+    job: &Job,
+    epi: Epi,
+    row: Value,
+    col: Value,
+) -> Option<[Value; 5]> {
     let (
-        Some(f),
         Mode::Q { .. },
         Epi::Q {
             table,
             q,
             contract: Contract::Float,
         },
-    ) = (native, mode, epi)
+    ) = (mode, epi)
     else {
-        return false;
+        return None;
     };
     if crate::emit::qsize(q) != 1 || job.out.sn != 1 || job.init.is_some_and(|s| s.sn != 0) {
-        return false;
+        return None;
     }
     let ch = e.addi(row, job.row0 as i64);
     let t = e.ic(table as i64);
@@ -743,19 +802,9 @@ fn native_requant(
     let oi = e.muli(row, job.out.sm);
     let oi = e.add(oi, col);
     let out = e.add(job.out.ptr, oi);
-    let args = [
-        buf,
-        e.ic(buf_stride as i64),
-        e.ic(rows as i64),
-        e.ic(cols as i64),
-        rec,
-        bias,
-        e.ic(bias_stride),
-        out,
-        e.ic(job.out.sm),
-    ];
-    e.call_addr(f, &args);
-    true
+    let bias_stride = e.ic(bias_stride);
+    let out_stride = e.ic(job.out.sm);
+    Some([rec, bias, bias_stride, out, out_stride])
 }
 
 /// The `float` contract's epilogue on whole vectors: `acc (+ bias) → f32 → × m →

@@ -142,14 +142,24 @@ pub(crate) mod x86 {
     /// channels): bias, requantize per lane, transpose to channel rows and store the
     /// first `cnt` pixels of the first `nch` channels at `dst + ch · n`.
     ///
+    /// The results are already in the storage range, so narrowing them with saturating
+    /// packs is exact: dwords to words, then words to bytes, unsigned when no lane's
+    /// smallest code is negative (`signed` false: codes in 0..=255), signed otherwise
+    /// (codes in -128..=127). Two packing levels leave, in 128-bit lane `L` of vector
+    /// `k`, pixels `4k..4k + 4` × channels `4L..4L + 4`; a 4×4 transpose of lanes, a
+    /// byte shuffle inside each lane and a dword permutation then give channel rows of
+    /// 16 pixels, four per vector.
+    ///
     /// # Safety
     /// The CPU has AVX-512F/BW/VL; `dst + ch · n + j` for `ch < nch`, `j < cnt` is
     /// inside the result.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn store_group(
         acc: [__m512; 16],
         bias: __m512i,
         lanes: &Lanes,
+        signed: bool,
         dst: *mut u8,
         n: usize,
         nch: usize,
@@ -157,16 +167,58 @@ pub(crate) mod x86 {
     ) {
         // Plain loops, not closures, in the kernels: a closure does not inherit the
         // function's target features, and left out of line its intrinsics become calls.
-        let mut bytes = [_mm_setzero_si128(); 16];
-        for (b, &a) in bytes.iter_mut().zip(&acc) {
+        let mut q = [_mm512_setzero_si512(); 16];
+        for (o, &a) in q.iter_mut().zip(&acc) {
             let s = _mm512_add_epi32(_mm512_cvtps_epi32(a), bias);
-            *b = _mm512_cvtepi32_epi8(requant16(s, lanes));
+            *o = requant16(s, lanes);
         }
-        let cols = transpose16(bytes);
+        let mut w = [_mm512_setzero_si512(); 8];
+        for (i, o) in w.iter_mut().enumerate() {
+            *o = _mm512_packs_epi32(q[2 * i], q[2 * i + 1]);
+        }
+        let mut b = [_mm512_setzero_si512(); 4];
+        for (k, o) in b.iter_mut().enumerate() {
+            *o = if signed {
+                _mm512_packs_epi16(w[2 * k], w[2 * k + 1])
+            } else {
+                _mm512_packus_epi16(w[2 * k], w[2 * k + 1])
+            };
+        }
+        // t[L] lane k = b[k] lane L.
+        let u0 = _mm512_shuffle_i32x4::<0x44>(b[0], b[1]);
+        let u1 = _mm512_shuffle_i32x4::<0xEE>(b[0], b[1]);
+        let u2 = _mm512_shuffle_i32x4::<0x44>(b[2], b[3]);
+        let u3 = _mm512_shuffle_i32x4::<0xEE>(b[2], b[3]);
+        let t = [
+            _mm512_shuffle_i32x4::<0x88>(u0, u2),
+            _mm512_shuffle_i32x4::<0xDD>(u0, u2),
+            _mm512_shuffle_i32x4::<0x88>(u1, u3),
+            _mm512_shuffle_i32x4::<0xDD>(u1, u3),
+        ];
+        // Inside a lane, byte 4p + c (pixel p, channel c) to 4c + p; then dword 4k + c
+        // (lane k, channel c) to 4c + k: channel c's 16 pixels in lane c.
+        let bytes = _mm512_set_epi8(
+            15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0, 15, 11, 7, 3, 14, 10, 6, 2, 13,
+            9, 5, 1, 12, 8, 4, 0, 15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0, 15, 11, 7,
+            3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0,
+        );
+        let dwords = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
         let m: __mmask16 = if cnt == 16 { 0xffff } else { (1u16 << cnt) - 1 };
-        for (ch, v) in cols.iter().enumerate().take(nch) {
-            // SAFETY: the caller's bound.
-            unsafe { _mm_mask_storeu_epi8(dst.add(ch * n).cast(), m, *v) };
+        for (l, &tl) in t.iter().enumerate() {
+            let rows = _mm512_permutexvar_epi32(dwords, _mm512_shuffle_epi8(tl, bytes));
+            let rs = [
+                _mm512_castsi512_si128(rows),
+                _mm512_extracti32x4_epi32::<1>(rows),
+                _mm512_extracti32x4_epi32::<2>(rows),
+                _mm512_extracti32x4_epi32::<3>(rows),
+            ];
+            for (c, v) in rs.iter().enumerate() {
+                let ch = 4 * l + c;
+                if ch < nch {
+                    // SAFETY: the caller's bound.
+                    unsafe { _mm_mask_storeu_epi8(dst.add(ch * n).cast(), m, *v) };
+                }
+            }
         }
     }
 
@@ -231,6 +283,8 @@ pub(crate) mod x86 {
                     hiv[l] = *r.add(3) - zpv[l];
                     bv[l] = *bias.add(ch);
                 }
+                // Whether some result code may be negative (the clamp's lower bound).
+                let signed_out = lov.iter().zip(&zpv).any(|(&lo, &zp)| lo + zp < 0);
                 let offs_u = offs;
                 let lanes = Lanes {
                     m: _mm512_loadu_ps(mv.as_ptr()),
@@ -340,7 +394,16 @@ pub(crate) mod x86 {
                             }
                         }
                         let cnt = (p.ow - ox0).min(16);
-                        store_group(acc, bv, &lanes, blk_out.add(orow + ox0), n, nch, cnt);
+                        store_group(
+                            acc,
+                            bv,
+                            &lanes,
+                            signed_out,
+                            blk_out.add(orow + ox0),
+                            n,
+                            nch,
+                            cnt,
+                        );
                         ox0 += 16;
                     }
                 }
@@ -368,7 +431,7 @@ pub(crate) mod x86 {
                                 }
                             }
                         }
-                        store_group(acc, bv, &lanes, blk_out.add(p0), n, nch, cnt);
+                        store_group(acc, bv, &lanes, signed_out, blk_out.add(p0), n, nch, cnt);
                         p0 += 16;
                     }
                 }

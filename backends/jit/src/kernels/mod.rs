@@ -229,6 +229,23 @@ pub(crate) fn quad_taps(ks: KernelSet) -> Option<usize> {
     }
 }
 
+/// The quad (and tap) kernel with the `float`-contract epilogue fused: the tile's sums
+/// go from registers through `requant::requant16` to the result bytes, without the i32
+/// tile buffer and the separate epilogue call (`x86::dpbusd512_q_entry`). Only for the
+/// 32-column tile ([`quad_tile`]'s).
+pub(crate) fn quad_requant(ks: KernelSet) -> Option<usize> {
+    quad_tile(ks)?;
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512vl")
+            .then_some(x86::dpbusd512_q_entry as *const () as usize)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
+}
+
 // The AVX-512 intrinsics are stable since Rust 1.89, the workspace's `rust-version`.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -434,6 +451,150 @@ mod x86 {
                 10 => dpbusd512_n16::<10>(a, a_row, b, b_step, kq, out),
                 11 => dpbusd512_n16::<11>(a, a_row, b, b_step, kq, out),
                 12 => dpbusd512_n16::<12>(a, a_row, b, b_step, kq, out),
+                _ => {}
+            }
+        }
+    }
+
+    /// [`dpbusd512_taps`] then the `float`-contract epilogue of `kernels::requant` on
+    /// its `R × cols` sums, straight from registers: per row `r`, the record at `rec +
+    /// r · RECORD` and the bias at `bias + r · bias_stride` (none when null), results
+    /// at `out + r · out_stride`.
+    ///
+    /// # Safety
+    /// As [`dpbusd512_taps`]; `rec` holds `R` records, `bias` (unless null) `R` i32 at
+    /// its stride, and `out + r · out_stride + c` for `r < R`, `c < cols ≤ NR512` is
+    /// inside the result.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn dpbusd512_q<const R: usize>(
+        a: *const u8,
+        a_row: usize,
+        b: *const u8,
+        b_step: usize,
+        kq: usize,
+        toff: *const usize,
+        ntaps: usize,
+        rec: *const i32,
+        bias: *const i32,
+        bias_stride: usize,
+        out: *mut u8,
+        out_stride: usize,
+        cols: usize,
+    ) {
+        use super::requant::x86::{requant16, Lanes};
+        let mut acc = [[_mm512_setzero_si512(); 2]; R];
+        for t in 0..ntaps {
+            // SAFETY: as in `dpbusd512_taps`.
+            unsafe {
+                let bt = b.add(*toff.add(t));
+                let at = a.add(4 * t * kq);
+                for q in 0..kq {
+                    let bp = bt.add(q * b_step);
+                    let b0 = _mm512_loadu_si512(bp.cast());
+                    let b1 = _mm512_loadu_si512(bp.add(64).cast());
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let av = (at.add(r * a_row + 4 * q) as *const i32).read_unaligned();
+                        let av = _mm512_set1_epi32(av);
+                        acc[0] = _mm512_dpbusd_epi32(acc[0], b0, av);
+                        acc[1] = _mm512_dpbusd_epi32(acc[1], b1, av);
+                    }
+                }
+            }
+        }
+        let rec_words = crate::linear::RECORD / 4;
+        let masks: [__mmask16; 2] = {
+            let m = |c: usize| -> __mmask16 {
+                if c >= 16 {
+                    0xffff
+                } else {
+                    ((1u32 << c) - 1) as __mmask16
+                }
+            };
+            [m(cols.min(16)), m(cols.saturating_sub(16))]
+        };
+        for (r, acc) in acc.iter().enumerate() {
+            // SAFETY: the record, bias and result rows of the contract.
+            unsafe {
+                let rr = rec.add(r * rec_words);
+                let zp = *rr.add(1);
+                let lanes = Lanes {
+                    m: _mm512_set1_ps(f32::from_bits(*rr as u32)),
+                    lo: _mm512_set1_epi32(*rr.add(2) - zp),
+                    hi: _mm512_set1_epi32(*rr.add(3) - zp),
+                    zp: _mm512_set1_epi32(zp),
+                };
+                let bv = if bias.is_null() {
+                    _mm512_setzero_si512()
+                } else {
+                    _mm512_set1_epi32(*bias.add(r * bias_stride))
+                };
+                let dst = out.add(r * out_stride);
+                for (h, &m) in masks.iter().enumerate() {
+                    if m != 0 {
+                        let v = requant16(_mm512_add_epi32(acc[h], bv), &lanes);
+                        _mm_mask_storeu_epi8(dst.add(16 * h).cast(), m, _mm512_cvtepi32_epi8(v));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The C-ABI entry of [`dpbusd512_q`] (`mr` in `1..=MR512`; a null `toff` is one
+    /// tap at offset 0).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) extern "C" fn dpbusd512_q_entry(
+        a: *const u8,
+        a_row: usize,
+        b: *const u8,
+        b_step: usize,
+        kq: usize,
+        mr: usize,
+        toff: *const usize,
+        ntaps: usize,
+        rec: *const i32,
+        bias: *const i32,
+        bias_stride: usize,
+        out: *mut u8,
+        out_stride: usize,
+        cols: usize,
+    ) {
+        let zero = 0usize;
+        let (toff, ntaps) = if toff.is_null() {
+            (&zero as *const usize, 1)
+        } else {
+            (toff, ntaps)
+        };
+        let cols = cols.min(NR512);
+        // SAFETY: only handed out by `quad_requant` after AVX-512F/BW/VL/VNNI were
+        // detected; generated code passes pointers satisfying the contract.
+        unsafe {
+            macro_rules! go {
+                ($r:literal) => {
+                    dpbusd512_q::<$r>(
+                        a,
+                        a_row,
+                        b,
+                        b_step,
+                        kq,
+                        toff,
+                        ntaps,
+                        rec,
+                        bias,
+                        bias_stride,
+                        out,
+                        out_stride,
+                        cols,
+                    )
+                };
+            }
+            match mr {
+                1 => go!(1),
+                2 => go!(2),
+                3 => go!(3),
+                4 => go!(4),
+                5 => go!(5),
+                6 => go!(6),
                 _ => {}
             }
         }
