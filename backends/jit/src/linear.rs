@@ -1424,6 +1424,22 @@ fn im2col_raw(e: &mut E, zx: i32, g: &ConvGeom, x: Value, raw: Value) -> Result<
                                     Ok(())
                                 })?;
                                 let done = chunks * 16;
+                                if done < len && len > 16 {
+                                    // The last 16 outputs in one more step (overlapping
+                                    // what is done with equal bytes): 32 bytes from
+                                    // sample 2(len - 16) - 1 ≥ 1, odd lanes, the last
+                                    // byte read the last sample 2(len - 1).
+                                    let odd = shuffle_mask(
+                                        e,
+                                        [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31],
+                                    );
+                                    let first = (2 * (len - 16) - 1) as i32;
+                                    let a = e.b.ins().load(types::I8X16, mf(), src, first);
+                                    let b = e.b.ins().load(types::I8X16, mf(), src, first + 16);
+                                    let v = e.b.ins().shuffle(a, b, odd);
+                                    e.b.ins().store(mf(), v, dst, (len - 16) as i32);
+                                    return Ok(());
+                                }
                                 e.for_n(len - done, |e, i| {
                                     let i = e.addi(i, done as i64);
                                     let si = e.muli(i, 2);
