@@ -575,6 +575,36 @@ fn emit_gemm_native(
 ) -> Result<()> {
     let full = job.m / t.mr;
     let rem = job.m % t.mr;
+    // Loop order: with `A` small enough to stay in L2, columns outside and row tiles
+    // inside, so each panel of `B` is read from L1 by every row tile and `A` from L2
+    // (rows outside would stream all of `B` once per row tile, which misses L2 for a
+    // large im2col); otherwise rows outside, keeping the rows' `A` in L1.
+    if job.m * job.kp * 4 <= COL_OUTER_A_BYTES && job.n > t.nr {
+        let rows = |e: &mut E, ni: Value, cols: usize| -> Result<()> {
+            if full > 0 {
+                e.for_n(full, |e, mt| {
+                    let mi = e.muli(mt, t.mr as i64);
+                    let mi = e.add(mi, row_start);
+                    native_tile(e, mode, job, epi, mi, t.mr, ni, cols, t, buf)
+                })?;
+            }
+            if rem > 0 {
+                let mi = e.addi(row_start, (full * t.mr) as i64);
+                native_tile(e, mode, job, epi, mi, rem, ni, cols, t, buf)?;
+            }
+            Ok(())
+        };
+        let (nt_full, n_rem) = (job.n / t.nr, job.n % t.nr);
+        e.for_n(nt_full, |e, nt| {
+            let ni = e.muli(nt, t.nr as i64);
+            rows(e, ni, t.nr)
+        })?;
+        if n_rem > 0 {
+            let ni = e.ic((nt_full * t.nr) as i64);
+            rows(e, ni, n_rem)?;
+        }
+        return Ok(());
+    }
     if full > 0 {
         e.for_n(full, |e, mt| {
             let mi = e.muli(mt, t.mr as i64);
@@ -588,6 +618,9 @@ fn emit_gemm_native(
     }
     Ok(())
 }
+
+/// The largest packed `A` (bytes) for which native GEMMs run columns outside.
+const COL_OUTER_A_BYTES: usize = 512 * 1024;
 
 #[allow(clippy::too_many_arguments)]
 fn native_tiles(
