@@ -7,12 +7,15 @@
 //! bit-identical as long as the C compiler neither contracts `a * b + c` into a fused
 //! multiply-add nor evaluates in wider precision: ISO C modes (`-std=c99`) keep
 //! `-ffp-contract=off` on GCC, and every target qc emits for evaluates binary32 in
-//! binary32 (SSE, the Cortex-M FPU, soft-float). Ops whose reference uses `exp`/`tanh`
-//! (softmax, sigmoid, tanh in f32) are rejected: without libm the C code cannot
-//! reproduce the host's `expf` bit for bit.
+//! binary32 (SSE, the Cortex-M FPU, soft-float). Sigmoid, tanh, softmax and lrn call
+//! `cmath`'s C versions of `qc_ir::real::{sigmoid, tanh, exp, pow}`, which the
+//! interpreter uses too: no libm, the same bits on every target. Batch norm with
+//! run-time parameters takes its square root from `qc_fsqrt`, an integer correctly
+//! rounded `sqrt` (as IEEE and the interpreter's `f32::sqrt`).
 
 use qc_ir::{Activation, DType, Op, PoolAttrs, TensorType, ValueId};
 
+use crate::cmath;
 use crate::emit::{array, Em};
 use crate::exact::c_float;
 use crate::{Error, Result};
@@ -76,6 +79,10 @@ pub(crate) fn applies(g: &qc_ir::Graph, node: &qc_ir::Node) -> bool {
         | Op::Clip { .. }
         | Op::HardSigmoid { .. }
         | Op::HardSwish
+        | Op::Sigmoid
+        | Op::Tanh
+        | Op::Softmax { .. }
+        | Op::Lrn(_)
         | Op::AveragePool { .. }
         | Op::GlobalMaxPool
         | Op::GlobalAveragePool
@@ -160,6 +167,16 @@ pub(crate) fn node(em: &mut Em, cx: &FCx) -> Result<String> {
                 lit(cx, qc_ir::real::HARD_SWISH_BETA)?
             ),
         ),
+        Op::Sigmoid => {
+            cmath::require(em, cmath::Fn::Sigmoid);
+            unary(em, cx, "v = qc_sigmoidf(v);".into())
+        }
+        Op::Tanh => {
+            cmath::require(em, cmath::Fn::Tanh);
+            unary(em, cx, "v = qc_tanhf(v);".into())
+        }
+        Op::Softmax { axis } => softmax(em, cx, *axis),
+        Op::Lrn(a) => lrn(em, cx, a),
         Op::MaxPool { pool, .. } => pool_op(em, cx, Some(pool), PoolKind::Max),
         Op::AveragePool {
             pool,
@@ -185,29 +202,17 @@ fn unary(em: &mut Em, cx: &FCx, body: String) -> Result<String> {
 fn binary(em: &mut Em, cx: &FCx, op: &str, act: Activation) -> Result<String> {
     let (a, b, y) = (cx.input(0)?, cx.input(1)?, cx.output()?);
     let (ta, tb, ty) = (em.ty(a)?.clone(), em.ty(b)?.clone(), em.ty(y)?.clone());
-    let out = ty.shape.dims();
-    let strides = |dims: &[usize]| -> Result<[i32; 4]> {
-        if dims.len() > out.len() || out.len() > 4 {
-            return Err(cx.err("broadcast over more than 4 dims"));
-        }
-        let off = out.len() - dims.len();
-        let mut s4 = [0i32; 4];
-        let mut st = 1usize;
-        for i in (0..dims.len()).rev() {
-            if dims[i] == out[off + i] {
-                s4[4 - out.len() + off + i] = i32c(cx, st)?;
-            } else if dims[i] != 1 {
-                return Err(cx.err("operand does not broadcast to the result"));
-            }
-            st *= dims[i];
-        }
-        Ok(s4)
+    let (ext, st) = crate::ops::bcast_loops(&[ta.shape.dims(), tb.shape.dims()], ty.shape.dims())
+        .map_err(|m| cx.err(m))?;
+    let c4 = |v: [usize; 4]| -> Result<[i32; 4]> {
+        Ok([
+            i32c(cx, v[0])?,
+            i32c(cx, v[1])?,
+            i32c(cx, v[2])?,
+            i32c(cx, v[3])?,
+        ])
     };
-    let (sa, sb) = (strides(ta.shape.dims())?, strides(tb.shape.dims())?);
-    let mut d4 = [1i32; 4];
-    for (i, &d) in out.iter().enumerate() {
-        d4[4 - out.len() + i] = i32c(cx, d)?;
-    }
+    let (d4, sa, sb) = (c4(ext)?, c4(st[0])?, c4(st[1])?);
     let act = act_code(cx, act)?;
     let (pa, pb, py) = (em.ptr(a)?, em.ptr(b)?, em.ptr(y)?);
     Ok(format!(
@@ -229,109 +234,134 @@ fn binary(em: &mut Em, cx: &FCx, op: &str, act: Activation) -> Result<String> {
     ))
 }
 
+/// A per-spatial-dim attribute right-aligned into 3 slots (leading slots 1), or
+/// `default` in every spatial slot when empty; `None` when its length is not `rank`.
+fn sp3(v: &[usize], rank: usize, default: usize) -> Option<[usize; 3]> {
+    let mut out = [1; 3];
+    if v.is_empty() {
+        out.iter_mut().skip(3 - rank).for_each(|o| *o = default);
+    } else if v.len() == rank {
+        out[3 - rank..].copy_from_slice(v);
+    } else {
+        return None;
+    }
+    Some(out)
+}
+
+/// Begin and end pads right-aligned into 3 slots (`pads` empty or `2 * rank` long).
+fn pads3(p: &[usize], rank: usize) -> Option<([usize; 3], [usize; 3])> {
+    let (mut pb, mut pe) = ([0; 3], [0; 3]);
+    if p.len() == 2 * rank {
+        pb[3 - rank..].copy_from_slice(&p[..rank]);
+        pe[3 - rank..].copy_from_slice(&p[rank..]);
+    } else if !p.is_empty() {
+        return None;
+    }
+    Some((pb, pe))
+}
+
 fn conv(em: &mut Em, cx: &FCx, a: &qc_ir::ConvAttrs) -> Result<String> {
     let (x, w, y) = (cx.input(0)?, cx.input(1)?, cx.output()?);
     let bias = cx.node.inputs.get(2).copied();
     let (tx, tw, ty) = (em.ty(x)?.clone(), em.ty(w)?.clone(), em.ty(y)?.clone());
-    let geo = |d: &[usize]| match d {
-        [n, c, w] => Some((*n, *c, 1, *w)),
-        [n, c, h, w] => Some((*n, *c, *h, *w)),
-        _ => None,
-    };
-    let (Some((n, cin, h, wd)), Some((_, cout, oh, ow))) =
-        (geo(tx.shape.dims()), geo(ty.shape.dims()))
-    else {
-        return Err(cx.err("conv over other than 1 or 2 spatial dims"));
-    };
-    let rank = tx.shape.rank() - 2;
-    let (kh, kw) = match tw.shape.dims() {
-        [_, _, k] => (1, *k),
-        [_, _, p, q] => (*p, *q),
-        _ => return Err(cx.err("weight rank")),
-    };
-    let two = |v: &[usize], def: usize| -> Option<[usize; 2]> {
-        match (v.len(), rank) {
-            (0, 1) => Some([1, def]),
-            (0, _) => Some([def, def]),
-            (1, 1) => Some([1, v[0]]),
-            (2, 2) => Some([v[0], v[1]]),
-            _ => None,
-        }
-    };
-    let (Some(s), Some(d)) = (two(&a.strides, 1), two(&a.dilations, 1)) else {
-        return Err(cx.err("conv attributes"));
-    };
-    let (pb, pe) = match (a.pads.len(), rank) {
-        (0, _) => ([0, 0], [0, 0]),
-        (2, 1) => ([0, a.pads[0]], [0, a.pads[1]]),
-        (4, 2) => ([a.pads[0], a.pads[1]], [a.pads[2], a.pads[3]]),
-        _ => return Err(cx.err("pads")),
+    let (xd, wd, yd) = (tx.shape.dims(), tw.shape.dims(), ty.shape.dims());
+    let rank = xd.len().saturating_sub(2);
+    if !(1..=3).contains(&rank) || wd.len() != xd.len() || yd.len() != xd.len() {
+        return Err(cx.err("conv over other than 1, 2 or 3 spatial dims"));
+    }
+    let (n, cin, cout) = (xd[0], xd[1], wd[0]);
+    let (Some(inp), Some(out), Some(k), Some(s), Some(d), Some((pb, pe))) = (
+        sp3(&xd[2..], rank, 1),
+        sp3(&yd[2..], rank, 1),
+        sp3(&wd[2..], rank, 1),
+        sp3(&a.strides, rank, 1),
+        sp3(&a.dilations, rank, 1),
+        pads3(&a.pads, rank),
+    ) else {
+        return Err(cx.err("conv attributes do not match the rank"));
     };
     let g = a.group;
-    if kh == 0
-        || kw == 0
+    if k.contains(&0)
         || g == 0
         || cin % g != 0
         || cout % g != 0
+        || wd[1] * g != cin
+        || yd[..2] != [n, cout]
         || s.contains(&0)
         || d.contains(&0)
     {
         return Err(cx.err("conv geometry"));
     }
-    let od = |i: usize, inp: usize, k: usize| {
-        (inp + pb[i] + pe[i])
-            .checked_sub(d[i] * (k - 1) + 1)
-            .map(|r| r / s[i] + 1)
-    };
-    if od(0, h, kh) != Some(oh) || od(1, wd, kw) != Some(ow) {
-        return Err(cx.err("result shape disagrees with the conv geometry"));
+    for i in 0..3 {
+        let o = (inp[i] + pb[i] + pe[i])
+            .checked_sub(d[i] * (k[i] - 1) + 1)
+            .map(|r| r / s[i] + 1);
+        if o != Some(out[i]) {
+            return Err(cx.err("result shape disagrees with the conv geometry"));
+        }
     }
     let bias_expr = match bias {
         Some(b) => em.ptr(b)?,
         None => "NULL".into(),
     };
     let act = act_code(cx, a.act)?;
-    let geom: Vec<String> = [
-        n, cin, h, wd, cout, oh, ow, kh, kw, s[0], s[1], pb[0], pb[1], d[0], d[1], g,
-    ]
-    .iter()
-    .map(|&v| i32c(cx, v).map(|v| v.to_string()))
-    .collect::<Result<_>>()?;
+    let mut gv = vec![n, cin];
+    gv.extend(inp);
+    gv.push(cout);
+    for v in [out, k, s, pb, d] {
+        gv.extend(v);
+    }
+    gv.push(g);
+    let geom: Vec<String> = gv
+        .iter()
+        .map(|&v| i32c(cx, v).map(|v| v.to_string()))
+        .collect::<Result<_>>()?;
     let gn = cx.name("geom");
     em.data_once(&gn, || Ok(array("int32_t", &gn, &geom)))?;
     em.kernel("qc_fconv", || {
         r#"
-/* f32 convolution, the interpreter's order: per output, bias then + x * w over
- * input channels and taps (taps in the padding skipped). g[]: n, cin, h, w, cout,
- * oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, group. Activation applied by the caller. */
+/* f32 convolution over 3 spatial dims (1-D and 2-D have leading dims 1), the
+ * interpreter's order: per output, bias then + x * w over input channels and taps
+ * (taps in the padding skipped). g[]: n, cin, id, ih, iw, cout, od, oh, ow, kd, kh,
+ * kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, group. Activation applied by the caller. */
 static void qc_fconv(const float *x, const float *w, const float *bias, float *y, const int32_t *g)
 {
-    int32_t cig = g[1] / g[15], cog = g[4] / g[15], ksz = g[7] * g[8];
-    int32_t b, c, oy, ox, ci, ky, kx;
+    int32_t cig = g[1] / g[21], cog = g[5] / g[21], ksz = g[9] * g[10] * g[11];
+    size_t isz = (size_t)g[2] * (size_t)g[3] * (size_t)g[4], o = 0;
+    int32_t b, c, oz, oy, ox, ci, kz, ky, kx;
     for (b = 0; b < g[0]; b++) {
-        for (c = 0; c < g[4]; c++) {
-            const float *xg = x + ((size_t)b * (size_t)g[1] + (size_t)(c / cog) * (size_t)cig) * (size_t)g[2] * (size_t)g[3];
-            for (oy = 0; oy < g[5]; oy++) {
-                for (ox = 0; ox < g[6]; ox++) {
-                    float acc = bias != NULL ? bias[c] : 0.0f;
-                    for (ci = 0; ci < cig; ci++) {
-                        const float *xc = xg + (size_t)ci * (size_t)g[2] * (size_t)g[3];
-                        const float *wk = w + ((size_t)c * (size_t)cig + (size_t)ci) * (size_t)ksz;
-                        for (ky = 0; ky < g[7]; ky++) {
-                            int32_t iy = oy * g[9] - g[11] + ky * g[13];
-                            if (iy < 0 || iy >= g[2]) {
-                                continue;
-                            }
-                            for (kx = 0; kx < g[8]; kx++) {
-                                int32_t ix = ox * g[10] - g[12] + kx * g[14];
-                                if (ix < 0 || ix >= g[3]) {
+        for (c = 0; c < g[5]; c++) {
+            const float *xg = x + ((size_t)b * (size_t)g[1] + (size_t)(c / cog) * (size_t)cig) * isz;
+            for (oz = 0; oz < g[6]; oz++) {
+                for (oy = 0; oy < g[7]; oy++) {
+                    for (ox = 0; ox < g[8]; ox++) {
+                        float acc = bias != NULL ? bias[c] : 0.0f;
+                        for (ci = 0; ci < cig; ci++) {
+                            const float *xc = xg + (size_t)ci * isz;
+                            const float *wk = w + ((size_t)c * (size_t)cig + (size_t)ci) * (size_t)ksz;
+                            for (kz = 0; kz < g[9]; kz++) {
+                                int32_t iz = oz * g[12] - g[15] + kz * g[18];
+                                if (iz < 0 || iz >= g[2]) {
                                     continue;
                                 }
-                                acc = acc + xc[iy * g[3] + ix] * wk[ky * g[8] + kx];
+                                for (ky = 0; ky < g[10]; ky++) {
+                                    int32_t iy = oy * g[13] - g[16] + ky * g[19];
+                                    if (iy < 0 || iy >= g[3]) {
+                                        continue;
+                                    }
+                                    for (kx = 0; kx < g[11]; kx++) {
+                                        int32_t ix = ox * g[14] - g[17] + kx * g[20];
+                                        if (ix < 0 || ix >= g[4]) {
+                                            continue;
+                                        }
+                                        acc = acc + xc[((size_t)iz * (size_t)g[3] + (size_t)iy) * (size_t)g[4] + (size_t)ix]
+                                                  * wk[(kz * g[10] + ky) * g[11] + kx];
+                                    }
+                                }
                             }
                         }
+                        y[o++] = acc;
                     }
-                    y[(((size_t)b * (size_t)g[4] + (size_t)c) * (size_t)g[5] + (size_t)oy) * (size_t)g[6] + (size_t)ox] = acc;
                 }
             }
         }
@@ -460,62 +490,56 @@ enum PoolKind {
 fn pool_op(em: &mut Em, cx: &FCx, pool: Option<&PoolAttrs>, kind: PoolKind) -> Result<String> {
     let (x, y) = (cx.input(0)?, cx.output()?);
     let (tx, ty) = (em.ty(x)?.clone(), em.ty(y)?.clone());
-    let geo = |d: &[usize]| match d {
-        [n, c, w] => Some((*n, *c, 1, *w)),
-        [n, c, h, w] => Some((*n, *c, *h, *w)),
-        _ => None,
+    let (xd, yd) = (tx.shape.dims(), ty.shape.dims());
+    let rank = xd.len().saturating_sub(2);
+    if !(1..=3).contains(&rank) || yd.len() != xd.len() || yd[..2] != xd[..2] {
+        return Err(cx.err("pooling over other than 1, 2 or 3 spatial dims"));
+    }
+    let (Some(inp), Some(out)) = (sp3(&xd[2..], rank, 1), sp3(&yd[2..], rank, 1)) else {
+        return Err(cx.err("pool shapes"));
     };
-    let (Some((n, c, h, w)), Some((_, _, oh, ow))) = (geo(tx.shape.dims()), geo(ty.shape.dims()))
-    else {
-        return Err(cx.err("pooling over other than 1 or 2 spatial dims"));
-    };
-    let rank = tx.shape.rank() - 2;
-    let (k, s, d, pb, pe) = match pool {
-        None => ([h, w], [1, 1], [1, 1], [0, 0], [0, 0]),
+    let (k, s, d, pb, pe, ceil) = match pool {
+        None => (inp, [1; 3], [1; 3], [0; 3], [0; 3], false),
         Some(p) => {
-            let two = |v: &[usize], def: usize| -> Option<[usize; 2]> {
-                match (v.len(), rank) {
-                    (0, 1) => Some([1, def]),
-                    (0, _) => Some([def, def]),
-                    (1, 1) => Some([1, v[0]]),
-                    (2, 2) => Some([v[0], v[1]]),
-                    _ => None,
-                }
+            let (Some(k), Some(s), Some(d), Some((pb, pe))) = (
+                sp3(&p.kernel, rank, 0),
+                sp3(&p.strides, rank, 1),
+                sp3(&p.dilations, rank, 1),
+                pads3(&p.pads, rank),
+            ) else {
+                return Err(cx.err("pool attributes do not match the rank"));
             };
-            let (Some(k), Some(s), Some(d)) =
-                (two(&p.kernel, 0), two(&p.strides, 1), two(&p.dilations, 1))
-            else {
-                return Err(cx.err("pool attributes"));
-            };
-            let (pb, pe) = match (p.pads.len(), rank) {
-                (0, _) => ([0, 0], [0, 0]),
-                (2, 1) => ([0, p.pads[0]], [0, p.pads[1]]),
-                (4, 2) => ([p.pads[0], p.pads[1]], [p.pads[2], p.pads[3]]),
-                _ => return Err(cx.err("pads")),
-            };
-            (k, s, d, pb, pe)
+            (k, s, d, pb, pe, p.ceil_mode)
         }
     };
-    let gv: Vec<String> = [
-        n * c,
-        h,
-        w,
-        oh,
-        ow,
-        k[0],
-        k[1],
-        s[0],
-        s[1],
-        pb[0],
-        pb[1],
-        d[0],
-        d[1],
-        pe[0],
-        pe[1],
-    ]
-    .iter()
-    .map(|&v| i32c(cx, v).map(|v| v.to_string()))
-    .collect::<Result<_>>()?;
+    if k.contains(&0) || s.contains(&0) || d.contains(&0) {
+        return Err(cx.err("pool geometry"));
+    }
+    // Output size as the interpreter computes it.
+    for i in 0..3 {
+        let Some(r) = (inp[i] + pb[i] + pe[i]).checked_sub(d[i] * (k[i] - 1) + 1) else {
+            return Err(cx.err("window larger than the padded input"));
+        };
+        let mut want = if ceil {
+            r.div_ceil(s[i]) + 1
+        } else {
+            r / s[i] + 1
+        };
+        if ceil && (want - 1) * s[i] >= inp[i] + pb[i] {
+            want -= 1;
+        }
+        if want != out[i] {
+            return Err(cx.err("result shape disagrees with the pool geometry"));
+        }
+    }
+    let mut gv = vec![xd[0] * xd[1]];
+    for v in [inp, out, k, s, pb, d, pe] {
+        gv.extend(v);
+    }
+    let gv: Vec<String> = gv
+        .iter()
+        .map(|&v| i32c(cx, v).map(|v| v.to_string()))
+        .collect::<Result<_>>()?;
     let gn = cx.name("pool");
     em.data_once(&gn, || Ok(array("int32_t", &gn, &gv)))?;
     let (px, py) = (em.ptr(x)?, em.ptr(y)?);
@@ -523,38 +547,45 @@ fn pool_op(em: &mut Em, cx: &FCx, pool: Option<&PoolAttrs>, kind: PoolKind) -> R
         PoolKind::Max => {
             em.kernel("qc_fmaxpool", || {
                 r#"
-/* f32 max pool (strict > keeps the first maximum; an empty window gives 0).
- * g[]: nc, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, eh, ew. */
+/* f32 max pool over 3 spatial dims (strict > keeps the first maximum; an empty
+ * window gives 0). g[]: nc, id, ih, iw, od, oh, ow, kd, kh, kw, sd, sh, sw, pd, ph,
+ * pw, dd, dh, dw, ed, eh, ew. */
 static void qc_fmaxpool(const float *x, float *y, const int32_t *g)
 {
-    int32_t nc, oy, ox, ky, kx;
-    size_t o = 0;
+    size_t isz = (size_t)g[1] * (size_t)g[2] * (size_t)g[3], o = 0;
+    int32_t nc, oz, oy, ox, kz, ky, kx;
     for (nc = 0; nc < g[0]; nc++) {
-        const float *xp = x + (size_t)nc * (size_t)g[1] * (size_t)g[2];
-        for (oy = 0; oy < g[3]; oy++) {
-            for (ox = 0; ox < g[4]; ox++) {
-                float best = 0.0f;
-                int any = 0;
-                for (ky = 0; ky < g[5]; ky++) {
-                    int32_t iy = oy * g[7] - g[9] + ky * g[11];
-                    if (iy < 0 || iy >= g[1]) {
+        const float *xp = x + (size_t)nc * isz;
+        for (oz = 0; oz < g[4]; oz++)
+        for (oy = 0; oy < g[5]; oy++)
+        for (ox = 0; ox < g[6]; ox++) {
+            float best = 0.0f;
+            int any = 0;
+            for (kz = 0; kz < g[7]; kz++) {
+                int32_t iz = oz * g[10] - g[13] + kz * g[16];
+                if (iz < 0 || iz >= g[1]) {
+                    continue;
+                }
+                for (ky = 0; ky < g[8]; ky++) {
+                    int32_t iy = oy * g[11] - g[14] + ky * g[17];
+                    if (iy < 0 || iy >= g[2]) {
                         continue;
                     }
-                    for (kx = 0; kx < g[6]; kx++) {
-                        int32_t ix = ox * g[8] - g[10] + kx * g[12];
+                    for (kx = 0; kx < g[9]; kx++) {
+                        int32_t ix = ox * g[12] - g[15] + kx * g[18];
                         float v;
-                        if (ix < 0 || ix >= g[2]) {
+                        if (ix < 0 || ix >= g[3]) {
                             continue;
                         }
-                        v = xp[iy * g[2] + ix];
+                        v = xp[((size_t)iz * (size_t)g[2] + (size_t)iy) * (size_t)g[3] + (size_t)ix];
                         if (!any || v > best) {
                             best = v;
                             any = 1;
                         }
                     }
                 }
-                y[o++] = best;
             }
+            y[o++] = best;
         }
     }
 }
@@ -566,43 +597,59 @@ static void qc_fmaxpool(const float *x, float *y, const int32_t *g)
         PoolKind::Avg(include_pad) => {
             em.kernel("qc_favgpool", || {
                 r#"
-/* f32 average pool: sum in window order from 0, divided by the number of taps
- * inside the input (or, with include_pad, inside the explicitly padded input).
- * g[] as qc_fmaxpool. */
+/* Number of window taps of output o along one dim inside the padded input
+ * (k taps, stride s, dilation d; in + pb + pe positions). */
+static int32_t qc_fpool_padded(int32_t o, int32_t k, int32_t s, int32_t d, int32_t end)
+{
+    int32_t i, c = 0;
+    for (i = 0; i < k; i++) {
+        if (o * s + i * d < end) {
+            c++;
+        }
+    }
+    return c;
+}
+
+/* f32 average pool over 3 spatial dims: sum in window order from 0, divided by the
+ * number of taps inside the input (or, with include_pad, inside the explicitly
+ * padded input). g[] as qc_fmaxpool. */
 static void qc_favgpool(const float *x, float *y, const int32_t *g, int include_pad)
 {
-    int32_t nc, oy, ox, ky, kx;
-    size_t o = 0;
+    size_t isz = (size_t)g[1] * (size_t)g[2] * (size_t)g[3], o = 0;
+    int32_t nc, oz, oy, ox, kz, ky, kx;
     for (nc = 0; nc < g[0]; nc++) {
-        const float *xp = x + (size_t)nc * (size_t)g[1] * (size_t)g[2];
-        for (oy = 0; oy < g[3]; oy++) {
-            for (ox = 0; ox < g[4]; ox++) {
-                float sum = 0.0f;
-                int32_t inside = 0, ny = 0, nx = 0;
-                for (ky = 0; ky < g[5]; ky++) {
-                    int32_t iy = oy * g[7] - g[9] + ky * g[11];
-                    if (oy * g[7] + ky * g[11] < g[1] + g[9] + g[13]) {
-                        ny++;
-                    }
-                    if (iy < 0 || iy >= g[1]) {
+        const float *xp = x + (size_t)nc * isz;
+        for (oz = 0; oz < g[4]; oz++)
+        for (oy = 0; oy < g[5]; oy++)
+        for (ox = 0; ox < g[6]; ox++) {
+            float sum = 0.0f;
+            int32_t inside = 0;
+            for (kz = 0; kz < g[7]; kz++) {
+                int32_t iz = oz * g[10] - g[13] + kz * g[16];
+                if (iz < 0 || iz >= g[1]) {
+                    continue;
+                }
+                for (ky = 0; ky < g[8]; ky++) {
+                    int32_t iy = oy * g[11] - g[14] + ky * g[17];
+                    if (iy < 0 || iy >= g[2]) {
                         continue;
                     }
-                    for (kx = 0; kx < g[6]; kx++) {
-                        int32_t ix = ox * g[8] - g[10] + kx * g[12];
-                        if (ix < 0 || ix >= g[2]) {
+                    for (kx = 0; kx < g[9]; kx++) {
+                        int32_t ix = ox * g[12] - g[15] + kx * g[18];
+                        if (ix < 0 || ix >= g[3]) {
                             continue;
                         }
-                        sum = sum + xp[iy * g[2] + ix];
+                        sum = sum + xp[((size_t)iz * (size_t)g[2] + (size_t)iy) * (size_t)g[3] + (size_t)ix];
                         inside++;
                     }
                 }
-                for (kx = 0; kx < g[6]; kx++) {
-                    if (ox * g[8] + kx * g[12] < g[2] + g[10] + g[14]) {
-                        nx++;
-                    }
-                }
-                y[o++] = sum / (float)(include_pad ? ny * nx : inside);
             }
+            if (include_pad) {
+                inside = qc_fpool_padded(oz, g[7], g[10], g[16], g[1] + g[13] + g[19])
+                       * qc_fpool_padded(oy, g[8], g[11], g[17], g[2] + g[14] + g[20])
+                       * qc_fpool_padded(ox, g[9], g[12], g[18], g[3] + g[15] + g[21]);
+            }
+            y[o++] = sum / (float)inside;
         }
     }
 }
@@ -651,11 +698,10 @@ fn batch_norm(em: &mut Em, cx: &FCx, eps: f32) -> Result<String> {
     let (outer, c, inner) = (d[0], d[1], d[2..].iter().product::<usize>());
     let mut p = Vec::new();
     for i in 1..5 {
-        let v = em
-            .real_values(cx.input(i)?)
-            .filter(|v| v.len() == c)
-            .ok_or_else(|| cx.err("batch norm parameters must be known at compile time"))?;
-        p.push(v);
+        match em.real_values(cx.input(i)?) {
+            Some(v) if v.len() == c => p.push(v),
+            _ => return batch_norm_rt(em, cx, eps, [outer, c, inner]),
+        }
     }
     let den: Vec<f32> = (0..c).map(|ch| (p[3][ch] + eps).sqrt()).collect();
     let names = ["s", "b", "mean", "den"];
@@ -683,5 +729,220 @@ fn batch_norm(em: &mut Em, cx: &FCx, eps: f32) -> Result<String> {
         b = tn[1],
         mean = tn[2],
         den = tn[3]
+    ))
+}
+
+/// Batch norm with parameters computed at run time: `den = sqrt(var + eps)` per
+/// channel with a correctly rounded integer square root (IEEE `sqrt`, as the
+/// interpreter's `f32::sqrt`), then the constant-parameter formula.
+fn batch_norm_rt(em: &mut Em, cx: &FCx, eps: f32, [outer, c, inner]: [usize; 3]) -> Result<String> {
+    let mut ptrs = Vec::new();
+    for i in 1..5 {
+        let v = cx.input(i)?;
+        if em.ty(v)?.shape.dims().iter().product::<usize>() != c {
+            return Err(cx.err("batch norm parameters must hold one value per channel"));
+        }
+        ptrs.push(em.ptr(v)?);
+    }
+    let (outer, c, inner) = (i32c(cx, outer)?, i32c(cx, c)?, i32c(cx, inner)?);
+    em.kernel("qc_fsqrt", || {
+        r#"
+/* Correctly rounded binary32 square root from integers: sqrt(-0) = -0, sqrt(+inf)
+ * = +inf, a NaN operand is returned quieted, a negative one gives the default NaN
+ * of x86's sqrtss (0xffc00000). */
+static float qc_fsqrt(float x)
+{
+    uint32_t b, m, out;
+    int32_t e, sh = 0;
+    uint64_t mm, r = 0, bit = (uint64_t)1 << 62;
+    float y;
+    memcpy(&b, &x, sizeof b);
+    if ((b & 0x7fffffffu) > 0x7f800000u) {
+        out = b | 0x00400000u;
+    } else if ((b & 0x7fffffffu) == 0u || b == 0x7f800000u) {
+        out = b;
+    } else if (b >> 31) {
+        out = 0xffc00000u;
+    } else {
+        uint64_t q;
+        int rnd, sticky;
+        e = (int32_t)(b >> 23);
+        m = b & 0x7fffffu;
+        if (e == 0) {
+            e = 1;
+            while (m < 0x800000u) {
+                m <<= 1;
+                e--;
+            }
+        } else {
+            m |= 0x800000u;
+        }
+        /* x = m * 2^(e - 150), made an even power of two. */
+        e -= 150;
+        if (e % 2 != 0) {
+            m <<= 1;
+            e--;
+        }
+        mm = (uint64_t)m << 26;
+        while (bit > mm) {
+            bit >>= 2;
+        }
+        while (bit != 0) {
+            if (mm >= r + bit) {
+                mm -= r + bit;
+                r = (r >> 1) + bit;
+            } else {
+                r >>= 1;
+            }
+            bit >>= 2;
+        }
+        /* sqrt(x) = (r + frac) * 2^((e - 26) / 2), r >= 2^24; round to 24 bits. */
+        while ((r >> sh) >= ((uint64_t)1 << 24)) {
+            sh++;
+        }
+        rnd = (int)((r >> (sh - 1)) & 1u);
+        sticky = (r & (((uint64_t)1 << (sh - 1)) - 1u)) != 0 || mm != 0;
+        q = r >> sh;
+        if (rnd && (sticky || (q & 1u))) {
+            q++;
+        }
+        e = (e - 26) / 2 + sh;
+        if (q == ((uint64_t)1 << 24)) {
+            q >>= 1;
+            e++;
+        }
+        out = ((uint32_t)(e + 150) << 23) | ((uint32_t)q & 0x7fffffu);
+    }
+    memcpy(&y, &out, sizeof y);
+    return y;
+}
+"#
+        .to_string()
+    });
+    let (px, py) = (em.ptr(cx.input(0)?)?, em.ptr(cx.output()?)?);
+    let eps = lit(cx, eps)?;
+    Ok(format!(
+        r#"    {{
+        int32_t o, c, i;
+        size_t at = 0;
+        for (o = 0; o < {outer}; o++)
+        for (c = 0; c < {c}; c++) {{
+            float den = qc_fsqrt({var}[c] + {eps});
+            for (i = 0; i < {inner}; i++, at++) {{
+                {py}[at] = {s}[c] * ({px}[at] - {mean}[c]) / den + {b}[c];
+            }}
+        }}
+    }}
+"#,
+        s = ptrs[0],
+        b = ptrs[1],
+        mean = ptrs[2],
+        var = ptrs[3]
+    ))
+}
+
+/// `outer`, `dim`, `inner` of a shape split around `axis`, as C ints.
+fn split3(cx: &FCx, d: &[usize], axis: usize) -> Result<[i32; 3]> {
+    if axis >= d.len() {
+        return Err(cx.err(format!("axis {axis} out of range for rank {}", d.len())));
+    }
+    Ok([
+        i32c(cx, d[..axis].iter().product())?,
+        i32c(cx, d[axis])?,
+        i32c(cx, d[axis + 1..].iter().product())?,
+    ])
+}
+
+fn softmax(em: &mut Em, cx: &FCx, axis: usize) -> Result<String> {
+    let (x, y) = (cx.input(0)?, cx.output()?);
+    let d = em.ty(x)?.shape.dims().to_vec();
+    if em.ty(y)?.shape.dims() != d.as_slice() {
+        return Err(cx.err("result shape differs from the operand's"));
+    }
+    let [outer, dim, inner] = split3(cx, &d, axis)?;
+    cmath::require(em, cmath::Fn::Exp);
+    em.kernel("qc_fsoftmax", || {
+        r#"
+/* f32 softmax over the middle axis of [outer, dim, inner], the interpreter's order:
+ * the maximum (NaN wins), e = exp(x - max) summed in axis order from 0, e / sum. */
+static void qc_fsoftmax(const float *x, float *y, int32_t outer, int32_t dim, int32_t inner)
+{
+    int32_t o, i, d;
+    for (o = 0; o < outer; o++) {
+        for (i = 0; i < inner; i++) {
+            size_t base = (size_t)o * (size_t)dim * (size_t)inner + (size_t)i;
+            float mx = -qc_cm_float(0x7f800000u), sum = 0.0f;
+            for (d = 0; d < dim; d++) {
+                float v = x[base + (size_t)d * (size_t)inner];
+                if (v > mx || v != v) {
+                    mx = v;
+                }
+            }
+            for (d = 0; d < dim; d++) {
+                float e = qc_expf(x[base + (size_t)d * (size_t)inner] - mx);
+                y[base + (size_t)d * (size_t)inner] = e;
+                sum = sum + e;
+            }
+            for (d = 0; d < dim; d++) {
+                y[base + (size_t)d * (size_t)inner] = y[base + (size_t)d * (size_t)inner] / sum;
+            }
+        }
+    }
+}
+"#
+        .to_string()
+    });
+    let (px, py) = (em.ptr(x)?, em.ptr(y)?);
+    Ok(format!(
+        "    qc_fsoftmax({px}, {py}, {outer}, {dim}, {inner});\n"
+    ))
+}
+
+fn lrn(em: &mut Em, cx: &FCx, a: &qc_ir::LrnAttrs) -> Result<String> {
+    let (x, y) = (cx.input(0)?, cx.output()?);
+    let d = em.ty(x)?.shape.dims().to_vec();
+    if d.len() < 2 || a.size == 0 || em.ty(y)?.shape.dims() != d.as_slice() {
+        return Err(cx.err("lrn needs rank >= 2, size > 0 and a result of the operand's shape"));
+    }
+    let [outer, c, inner] = split3(cx, &d, 1)?;
+    let lo = i32c(cx, (a.size - 1) / 2)?;
+    let hi = i32c(cx, (a.size - 1).div_ceil(2))?;
+    // The interpreter's alpha / size, rounded once from f64.
+    let coef = (f64::from(a.alpha) / a.size as f64) as f32;
+    let (coef, bias, beta) = (lit(cx, coef)?, lit(cx, a.bias)?, lit(cx, a.beta)?);
+    cmath::require(em, cmath::Fn::Pow);
+    em.kernel("qc_flrn", || {
+        r#"
+/* f32 local response normalization across the channels of [outer, c, inner], the
+ * interpreter's order: s = the sum of squares over channels ch - lo ..= ch + hi
+ * (clamped) in channel order from 0, y = x / pow(bias + coef * s, beta). */
+static void qc_flrn(const float *x, float *y, int32_t outer, int32_t c, int32_t inner,
+                    int32_t lo, int32_t hi, float coef, float bias, float beta)
+{
+    int32_t o, ch, cc, i;
+    for (o = 0; o < outer; o++) {
+        const float *xo = x + (size_t)o * (size_t)c * (size_t)inner;
+        float *yo = y + (size_t)o * (size_t)c * (size_t)inner;
+        for (ch = 0; ch < c; ch++) {
+            int32_t first = ch - lo < 0 ? 0 : ch - lo;
+            int32_t last = ch + hi + 1 < c ? ch + hi + 1 : c;
+            for (i = 0; i < inner; i++) {
+                float s = 0.0f;
+                for (cc = first; cc < last; cc++) {
+                    float v = xo[(size_t)cc * (size_t)inner + (size_t)i];
+                    s = s + v * v;
+                }
+                yo[(size_t)ch * (size_t)inner + (size_t)i] =
+                    xo[(size_t)ch * (size_t)inner + (size_t)i] / qc_powf(bias + coef * s, beta);
+            }
+        }
+    }
+}
+"#
+        .to_string()
+    });
+    let (px, py) = (em.ptr(x)?, em.ptr(y)?);
+    Ok(format!(
+        "    qc_flrn({px}, {py}, {outer}, {c}, {inner}, {lo}, {hi}, {coef}, {bias}, {beta});\n"
     ))
 }

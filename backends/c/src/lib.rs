@@ -6,7 +6,9 @@
 //!   pointers of their element types in model order (with `external_arena`, one more
 //!   trailing `void *arena`). When every input feeds only a `quantize` and every output
 //!   is a `dequantize` ("quantized boundaries"), `int NAME_run_quantized(...)` takes
-//!   and returns the quantized buffers instead and skips those conversions.
+//!   and returns the quantized buffers instead and skips those conversions. Both
+//!   return 0, or 1 for a NULL pointer, 2 for a misaligned external arena, 3 when an
+//!   integer `div` meets a zero divisor (where the interpreter fails the run).
 //! - The header defines `NAME_ARENA_BYTES`, and per input/output `NAME_<IN|OUT>k_NUMEL`,
 //!   `NAME_<IN|OUT>k_RANK`, `NAME_<IN|OUT>k_SHAPE` and, for quantized boundaries,
 //!   `NAME_<IN|OUT>k_SCALE` / `NAME_<IN|OUT>k_ZERO_POINT`.
@@ -26,7 +28,13 @@
 //!   `fixed` and `fixed-single` contracts the code contains no floating-point
 //!   arithmetic at all, boundaries included (`quantize` compares the input's bits with
 //!   thresholds, `dequantize` is a table of f32 bit patterns). Only the `float`
-//!   contract's requantization multiplies in f32.
+//!   contract computes in floating point: its requantization multiplies in f32, and
+//!   its fused 8-bit add, softmax and global average (`qc_qmath::FusedAdd`,
+//!   `FusedSoftmax`, `FusedMean`, which replace the generic definition for the nodes
+//!   `qc_ir::fused` names) are onnxruntime's f32 arithmetic, the add's fused
+//!   multiply-adds done in `double` on exact products (the sum rounded to odd where
+//!   plain double rounding would differ for some pair of codes, checked when
+//!   emitting).
 //! - An op or type combination without a kernel is an [`Error::Unsupported`] naming the
 //!   node, never wrong code.
 //! - A kernel whose result shares its operand's buffer (in-place) reads element `i`
@@ -38,8 +46,9 @@
 //!   interpreter does.
 //! - Float kernels (`float_ops`: f32 models and float parts) repeat the interpreter's
 //!   f32 operations in its order; they need the C compiler not to contract `a * b + c`
-//!   (GCC's default in ISO modes such as `-std=c99`). f32 softmax/sigmoid/tanh are
-//!   unsupported (the C may not use libm, and its `expf` would differ from the host's).
+//!   (GCC's default in ISO modes such as `-std=c99`). Their exponential, logarithm
+//!   and tanh are qc's own (`qc_ir::real`, emitted by `cmath` as the same f32
+//!   operation sequence), since the C may not use libm.
 //! - [`Cpu::CortexM4`] (and M7/M33) selects kernels built on the DSP extension's dual
 //!   16-bit MAC (`qc_smlad`: the ACLE intrinsic when `__ARM_FEATURE_DSP`, portable C
 //!   otherwise, so the host tests run them too) for 1x1, depthwise, channel-pair and
@@ -50,6 +59,7 @@
 //! node, and only the kernels a model uses are emitted: the keyword-spotting model's
 //! code is about 3-5 KiB on a Cortex-M4.
 
+mod cmath;
 mod emit;
 pub(crate) mod exact;
 mod float_ops;

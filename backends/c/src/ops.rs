@@ -5,10 +5,13 @@
 //! kernel returns [`Error::Unsupported`] naming the node. What each op's kernel must
 //! reproduce is the interpreter's definition (`qc_interp`): integer accumulation and
 //! `qc_qmath::Requantizer` for conv/gemm, and "dequantize → f32 op → quantize" for
-//! everything else, which [`crate::exact`] turns into integer tables.
+//! everything else, which [`crate::exact`] turns into integer tables. Under the
+//! `float` contract, the quantized add, softmax and global average `qc_ir::fused`
+//! names take onnxruntime's fused arithmetic instead (module `fused`).
 //!
 //! Rare ops (n-ary sum, prelu, cast, reduce_mean, conv_transpose, conv_integer,
-//! batched matmul, matmul_integer, dynamic_quantize, max pool with indices) are
+//! 3-D conv, batched matmul, matmul_integer, dynamic_quantize, max pool with
+//! indices) are
 //! inline statements with literal geometry rather than shared kernels; integer
 //! accumulations there wrap in `uint32_t`, and f32 ones follow the interpreter's order.
 //!
@@ -27,6 +30,12 @@ use crate::emit::{array, c_i32, c_i64, ctype, Em};
 use crate::exact::{self, key_f32, KEY_NEG_INF, KEY_POS_INF};
 use crate::runtime::Piece;
 use crate::{Error, Result};
+
+mod conv3;
+mod div;
+mod fused;
+mod half;
+mod lrn;
 
 struct Cx<'n> {
     id: NodeId,
@@ -164,7 +173,8 @@ pub(crate) fn node(em: &mut Em, id: NodeId, node: &Node) -> Result<String> {
         Op::ConvInteger(a) => conv_integer(em, &cx, a),
         Op::MatMulInteger => batched_matmul(em, &cx, Activation::None, true),
         Op::DynamicQuantize => dynamic_quantize(em, &cx),
-        Op::Div | Op::Lrn(_) => Err(cx.err("no C kernel for this op yet")),
+        Op::Div => div::div(em, &cx),
+        Op::Lrn(a) => lrn::lrn(em, &cx, a),
     }
 }
 
@@ -176,7 +186,9 @@ pub(crate) fn node(em: &mut Em, id: NodeId, node: &Node) -> Result<String> {
 /// element `i` of that operand before writing element `i` of the result and never
 /// reads an element it has written — the table maps (`unary_map`, typed reshapes),
 /// the plain copies of reshape/identity (then no copy is emitted at all), the
-/// quantized add/sub/mul (`binary_exact`), the n-ary sum, prelu's x, and the f32
+/// quantized add/sub/mul (`binary_exact`, and the float contract's fused add), div
+/// (raw integer and quantized; the integer kernel checks every divisor before writing
+/// anything), the n-ary sum, prelu's x, and the f32
 /// unary and binary loops. An operand qualifies only when it has the result's element
 /// count and a compatible element type, so a broadcast operand (read many times)
 /// never does.
@@ -206,7 +218,7 @@ pub(crate) fn in_place_operands(g: &Graph, id: NodeId) -> Vec<usize> {
         | Op::Squeeze { .. }
         | Op::Unsqueeze { .. } => node.inputs.len() == 1,
         Op::Add { .. } | Op::Sub | Op::Mul => node.inputs.len() == 2,
-        Op::Div => crate::float_ops::applies(g, node),
+        Op::Div => node.inputs.len() == 2,
         // The n-ary sum reads every operand at its broadcast position of element `o`
         // before writing element `o`.
         Op::Sum => !node.inputs.is_empty(),
@@ -606,6 +618,9 @@ fn weight_params(cx: &Cx, p: &QuantParams, n: usize, axis: usize) -> Result<(Vec
 
 fn conv(em: &mut Em, cx: &Cx, a: &qc_ir::ConvAttrs) -> Result<String> {
     let (x, w, y) = (cx.input(0)?, cx.input(1)?, cx.output()?);
+    if em.ty(x)?.shape.rank() == 5 {
+        return conv3::conv3(em, cx, a);
+    }
     let bias = cx.node.inputs.get(2).copied();
     let (tx, tw, ty) = (em.ty(x)?.clone(), em.ty(w)?.clone(), em.ty(y)?.clone());
     let Some((qx, sx, zx)) = q8(&tx) else {
@@ -1493,24 +1508,81 @@ static void {kname}(const {xt} *a, const {wt} *bm, {yt} *y, const qc_gemm_t *p)
 // ---------------------------------------------------------------------------------
 // Add / sub: exact fixed-point sum, thresholds
 
-/// Right-aligned 4-D dims and element strides of an operand broadcast to `out`.
-fn bcast4(cx: &Cx, dims: &[usize], out: &[usize]) -> Result<[i32; 4]> {
-    if dims.len() > out.len() || out.len() > 4 {
-        return Err(cx.err("broadcast over more than 4 dims"));
-    }
-    let off = out.len() - dims.len();
-    let mut strides = [0i32; 4];
-    let mut st = 1usize;
-    for i in (0..dims.len()).rev() {
-        let o = out[off + i];
-        if dims[i] == o {
-            strides[4 - out.len() + off + i] = i32c(cx, st)?;
-        } else if dims[i] != 1 {
-            return Err(cx.err("operand does not broadcast to the result"));
+/// The loops of a broadcast of `operands` to `out`: output dims of size 1 dropped,
+/// and neighbouring dims merged where every operand spans both or is broadcast
+/// along both (the flat iteration order is unchanged), so any rank works as long as
+/// at most 4 runs of distinct broadcast patterns remain. Returns the loop extents
+/// and each operand's element strides (0 where broadcast), right-aligned into 4.
+pub(crate) fn bcast_loops(
+    operands: &[&[usize]],
+    out: &[usize],
+) -> std::result::Result<([usize; 4], Vec<[usize; 4]>), String> {
+    let r = out.len();
+    let mut full = vec![vec![false; r]; operands.len()];
+    for (k, dims) in operands.iter().enumerate() {
+        let Some(off) = r.checked_sub(dims.len()) else {
+            return Err("operand of higher rank than the result".into());
+        };
+        for (j, &d) in dims.iter().enumerate() {
+            if d == out[off + j] {
+                full[k][off + j] = true;
+            } else if d != 1 {
+                return Err("operand does not broadcast to the result".into());
+            }
         }
-        st *= dims[i];
     }
-    Ok(strides)
+    // (extent, per-operand "spans this dim") of each merged loop.
+    let mut groups: Vec<(usize, Vec<bool>)> = Vec::new();
+    for (j, &e) in out.iter().enumerate() {
+        if e == 1 {
+            continue;
+        }
+        let flags: Vec<bool> = full.iter().map(|f| f[j]).collect();
+        match groups.last_mut() {
+            Some((ext, f)) if *f == flags => *ext *= e,
+            _ => groups.push((e, flags)),
+        }
+    }
+    if groups.len() > 4 {
+        return Err(format!(
+            "broadcast needs {} loops after merging dims (at most 4)",
+            groups.len()
+        ));
+    }
+    let off = 4 - groups.len();
+    let mut ext = [1usize; 4];
+    for (i, (e, _)) in groups.iter().enumerate() {
+        ext[off + i] = *e;
+    }
+    let strides = (0..operands.len())
+        .map(|k| {
+            let mut s4 = [0usize; 4];
+            let mut st = 1usize;
+            for (i, (e, f)) in groups.iter().enumerate().rev() {
+                if f[k] {
+                    s4[off + i] = st;
+                    st *= e;
+                }
+            }
+            s4
+        })
+        .collect();
+    Ok((ext, strides))
+}
+
+/// [`bcast_loops`] as C int32 extents and strides.
+fn bcast4(cx: &Cx, operands: &[&[usize]], out: &[usize]) -> Result<([i32; 4], Vec<[i32; 4]>)> {
+    let (ext, strides) = bcast_loops(operands, out).map_err(|m| cx.err(m))?;
+    let c4 = |v: [usize; 4]| -> Result<[i32; 4]> {
+        Ok([
+            i32c(cx, v[0])?,
+            i32c(cx, v[1])?,
+            i32c(cx, v[2])?,
+            i32c(cx, v[3])?,
+        ])
+    };
+    let strides = strides.into_iter().map(c4).collect::<Result<_>>()?;
+    Ok((c4(ext)?, strides))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1524,6 +1596,11 @@ enum Bin {
 type ExactOperands = (Vec<i64>, Vec<i64>, i64, i64, Box<dyn Fn(i64) -> i64>);
 
 fn add_sub(em: &mut Em, cx: &Cx, act: Activation, sub: bool) -> Result<String> {
+    if !sub && em.opts.contract == Contract::Float {
+        if let Some(s) = fused::add(em, cx, act)? {
+            return Ok(s);
+        }
+    }
     binary_exact(em, cx, act, if sub { Bin::Sub } else { Bin::Add })
 }
 
@@ -1590,12 +1667,8 @@ fn binary_exact(em: &mut Em, cx: &Cx, act: Activation, kind: Bin) -> Result<Stri
     em.data_once(&tbn, || Ok(array("int64_t", &tbn, &fb)))?;
     em.data_once(&thn, || Ok(array("int64_t", &thn, &ft)))?;
     let out = ty.shape.dims();
-    let sa4 = bcast4(cx, ta.shape.dims(), out)?;
-    let sb4 = bcast4(cx, tb.shape.dims(), out)?;
-    let mut d4 = [1i32; 4];
-    for (i, &d) in out.iter().enumerate() {
-        d4[4 - out.len() + i] = i32c(cx, d)?;
-    }
+    let (d4, st) = bcast4(cx, &[ta.shape.dims(), tb.shape.dims()], out)?;
+    let (sa4, sb4) = (st[0], st[1]);
     em.need(Piece::EwParams);
     em.need(Piece::Thresh64);
     let pname = cx.name("p");
@@ -1658,6 +1731,8 @@ static void {kname}(const {at} *a, const {bt} *b, {yt} *y, const qc_ew_t *p, con
 // ---------------------------------------------------------------------------------
 // Pooling
 
+/// Pooling geometry: the `[h, w]` fields and the depth of a 3-D pool (`z`, 1 with a
+/// window of 1 for 1-D and 2-D pools).
 struct PoolGeom {
     nc: usize,
     h: usize,
@@ -1669,83 +1744,155 @@ struct PoolGeom {
     d: [usize; 2],
     pb: [usize; 2],
     pe: [usize; 2],
-    ceil: bool,
+    z: PoolDim,
+}
+
+/// One spatial dim of a pool: input and output extents, window, stride, dilation,
+/// begin and end pads.
+#[derive(Clone, Copy)]
+struct PoolDim {
+    inp: usize,
+    out: usize,
+    k: usize,
+    s: usize,
+    d: usize,
+    pb: usize,
+    pe: usize,
+}
+
+/// A per-spatial-dim pool attribute right-aligned into 3 dims (leading dims 1).
+fn attr3(v: &[usize], rank: usize, default: usize) -> Option<[usize; 3]> {
+    let mut out = [1; 3];
+    if v.is_empty() {
+        out.iter_mut().skip(3 - rank).for_each(|o| *o = default);
+    } else if v.len() == rank {
+        out[3 - rank..].copy_from_slice(v);
+    } else {
+        return None;
+    }
+    Some(out)
 }
 
 fn pool_geom(cx: &Cx, p: &PoolAttrs, x: &[usize], y: &[usize]) -> Result<PoolGeom> {
     let rank = x.len().saturating_sub(2);
-    let (Some((n, c, h, w)), Some((yn, yc, oh, ow))) = (spatial2(x), spatial2(y)) else {
-        return Err(cx.err("pooling over other than 1 or 2 spatial dims"));
-    };
-    let (Some(k), Some(s), Some(d), Some((pb, pe))) = (
-        attr2(&p.kernel, rank, 0),
-        attr2(&p.strides, rank, 1),
-        attr2(&p.dilations, rank, 1),
-        pads2(&p.pads, rank),
+    if !(1..=3).contains(&rank) || y.len() != x.len() {
+        return Err(cx.err("pooling over other than 1, 2 or 3 spatial dims"));
+    }
+    let (Some(k), Some(s), Some(d), Some(inp), Some(out)) = (
+        attr3(&p.kernel, rank, 0),
+        attr3(&p.strides, rank, 1),
+        attr3(&p.dilations, rank, 1),
+        attr3(&x[2..], rank, 1),
+        attr3(&y[2..], rank, 1),
     ) else {
         return Err(cx.err("pool attributes do not match the rank"));
     };
-    if k.contains(&0) || s.contains(&0) || d.contains(&0) || yn != n || yc != c {
+    let (mut pb, mut pe) = ([0; 3], [0; 3]);
+    if p.pads.len() == 2 * rank {
+        pb[3 - rank..].copy_from_slice(&p.pads[..rank]);
+        pe[3 - rank..].copy_from_slice(&p.pads[rank..]);
+    } else if !p.pads.is_empty() {
+        return Err(cx.err("pool pads do not match the rank"));
+    }
+    if k.contains(&0) || s.contains(&0) || d.contains(&0) || y[..2] != x[..2] {
         return Err(cx.err("pool geometry"));
     }
-    let g = PoolGeom {
-        nc: n * c,
-        h,
-        w,
-        oh,
-        ow,
-        k,
-        s,
-        d,
-        pb,
-        pe,
-        ceil: p.ceil_mode,
-    };
     // Output size as the interpreter computes it.
-    for (i, (inp, o)) in [(h, oh), (w, ow)].into_iter().enumerate() {
+    for i in 0..3 {
         let span = d[i] * (k[i] - 1) + 1;
-        let padded = inp + pb[i] + pe[i];
+        let padded = inp[i] + pb[i] + pe[i];
         let Some(r) = padded.checked_sub(span) else {
             return Err(cx.err("window larger than the padded input"));
         };
-        let mut want = if g.ceil {
+        let mut want = if p.ceil_mode {
             r.div_ceil(s[i]) + 1
         } else {
             r / s[i] + 1
         };
-        if g.ceil && (want - 1) * s[i] >= inp + pb[i] {
+        if p.ceil_mode && (want - 1) * s[i] >= inp[i] + pb[i] {
             want -= 1;
         }
-        if want != o {
+        if want != out[i] {
             return Err(cx.err("result shape disagrees with the pool geometry"));
         }
     }
-    Ok(g)
+    Ok(PoolGeom {
+        nc: x[0] * x[1],
+        h: inp[1],
+        w: inp[2],
+        oh: out[1],
+        ow: out[2],
+        k: [k[1], k[2]],
+        s: [s[1], s[2]],
+        d: [d[1], d[2]],
+        pb: [pb[1], pb[2]],
+        pe: [pe[1], pe[2]],
+        z: PoolDim {
+            inp: inp[0],
+            out: out[0],
+            k: k[0],
+            s: s[0],
+            d: d[0],
+            pb: pb[0],
+            pe: pe[0],
+        },
+    })
+}
+
+impl PoolDim {
+    /// The trivial depth of a 1-D or 2-D pool.
+    const ONE: PoolDim = PoolDim {
+        inp: 1,
+        out: 1,
+        k: 1,
+        s: 1,
+        d: 1,
+        pb: 0,
+        pe: 0,
+    };
 }
 
 impl PoolGeom {
-    /// Taps of output `o` along dim `i` inside the input.
+    /// Dim `i` of `[z, h, w]`.
+    fn dim(&self, i: usize) -> PoolDim {
+        match i {
+            0 => self.z,
+            _ => {
+                let j = i - 1;
+                PoolDim {
+                    inp: [self.h, self.w][j],
+                    out: [self.oh, self.ow][j],
+                    k: self.k[j],
+                    s: self.s[j],
+                    d: self.d[j],
+                    pb: self.pb[j],
+                    pe: self.pe[j],
+                }
+            }
+        }
+    }
+    /// Taps of output `o` along dim `i` (of `[z, h, w]`) inside the input.
     fn inside(&self, i: usize, o: usize) -> usize {
-        let lim = [self.h, self.w][i];
-        (0..self.k[i])
+        let g = self.dim(i);
+        (0..g.k)
             .filter(|&k| {
-                (o * self.s[i] + k * self.d[i])
-                    .checked_sub(self.pb[i])
-                    .is_some_and(|x| x < lim)
+                (o * g.s + k * g.d)
+                    .checked_sub(g.pb)
+                    .is_some_and(|x| x < g.inp)
             })
             .count()
     }
     /// Taps inside the explicitly padded input.
     fn with_pad(&self, i: usize, o: usize) -> usize {
-        let end = [self.h, self.w][i] + self.pb[i] + self.pe[i];
-        (0..self.k[i])
-            .filter(|&k| o * self.s[i] + k * self.d[i] < end)
-            .count()
+        let g = self.dim(i);
+        let end = g.inp + g.pb + g.pe;
+        (0..g.k).filter(|&k| o * g.s + k * g.d < end).count()
     }
     fn init(&self, cx: &Cx) -> Result<String> {
+        let z = self.z;
         let v: Vec<String> = [
             self.nc, self.h, self.w, self.oh, self.ow, self.k[0], self.k[1], self.s[0], self.s[1],
-            self.pb[0], self.pb[1], self.d[0], self.d[1],
+            self.pb[0], self.pb[1], self.d[0], self.d[1], z.inp, z.out, z.k, z.s, z.pb, z.d,
         ]
         .iter()
         .map(|&x| i32c(cx, x).map(|v| v.to_string()))
@@ -1754,15 +1901,32 @@ impl PoolGeom {
     }
 }
 
-/// The C loop header over pooling windows; the body sees `xp` (the plane), `iy`, `ix`.
-const POOL_LOOP_OPEN: &str = r#"    int32_t nc, oy, ox, ky, kx;
+/// The C loop header over pooling windows (then [`POOL_DEPTH_OPEN`] and the `ky`, `kx`
+/// loops, which see `xp`, the plane at depth `iz`).
+const POOL_LOOP_OPEN: &str = r#"    int32_t nc, oz, oy, ox, kz, ky, kx;
     for (nc = 0; nc < p->nc; nc++) {
-        const XT *xp = x + (size_t)nc * (size_t)p->h * (size_t)p->w;
+        const XT *xv = x + (size_t)nc * (size_t)p->z * (size_t)p->h * (size_t)p->w;
+        for (oz = 0; oz < p->oz; oz++)
         for (oy = 0; oy < p->oh; oy++) {
             for (ox = 0; ox < p->ow; ox++) {
 "#;
 
+/// The depth loop of a window (around the `ky`/`kx` loops): sets `xp` to the plane.
+const POOL_DEPTH_OPEN: &str = r#"                for (kz = 0; kz < p->kz; kz++) {
+                const XT *xp;
+                int32_t iz = oz * p->sz - p->pz + kz * p->dz;
+                if (iz < 0 || iz >= p->z) {
+                    continue;
+                }
+                xp = xv + (size_t)iz * (size_t)p->h * (size_t)p->w;
+"#;
+
 fn avg_pool(em: &mut Em, cx: &Cx, pool: &PoolAttrs, include_pad: bool) -> Result<String> {
+    if em.opts.contract == Contract::Float {
+        if let Some(s) = fused::mean(em, cx)? {
+            return Ok(s);
+        }
+    }
     let (x, y) = (cx.input(0)?, cx.output()?);
     let (tx, ty) = (em.ty(x)?.clone(), em.ty(y)?.clone());
     let (Some((qx, sx, zx)), Some((qy, sy, zy))) = (q8(&tx), q8(&ty)) else {
@@ -1770,22 +1934,25 @@ fn avg_pool(em: &mut Em, cx: &Cx, pool: &PoolAttrs, include_pad: bool) -> Result
     };
     let g = pool_geom(cx, pool, tx.shape.dims(), ty.shape.dims())?;
     // The divisor: taps inside the input, or inside the explicitly padded input; both
-    // factor into a row count times a column count.
-    let (cy, cxs): (Vec<usize>, Vec<usize>) = if include_pad {
-        (
-            (0..g.oh).map(|o| g.with_pad(0, o)).collect(),
-            (0..g.ow).map(|o| g.with_pad(1, o)).collect(),
-        )
-    } else {
-        (
-            (0..g.oh).map(|o| g.inside(0, o)).collect(),
-            (0..g.ow).map(|o| g.inside(1, o)).collect(),
-        )
+    // factor into a depth count times a row count times a column count.
+    let per_dim = |i: usize, n: usize| -> Vec<usize> {
+        (0..n)
+            .map(|o| {
+                if include_pad {
+                    g.with_pad(i, o)
+                } else {
+                    g.inside(i, o)
+                }
+            })
+            .collect()
     };
+    let (cz, cy, cxs) = (per_dim(0, g.z.out), per_dim(1, g.oh), per_dim(2, g.ow));
     let mut counts = std::collections::BTreeSet::new();
-    for &a in &cy {
-        for &b in &cxs {
-            counts.insert(a * b);
+    for &c in &cz {
+        for &a in &cy {
+            for &b in &cxs {
+                counts.insert(c * a * b);
+            }
         }
     }
     let max_cnt = counts.iter().copied().max().unwrap_or(0);
@@ -1819,10 +1986,11 @@ fn avg_pool(em: &mut Em, cx: &Cx, pool: &PoolAttrs, include_pad: bool) -> Result
         taus.extend(t);
     }
     let (dn, tn, pname) = (cx.name("deq"), cx.name("thr"), cx.name("p"));
-    let (on, ln, bn, cyn, cxn) = (
+    let (on, ln, bn, czn, cyn, cxn) = (
         cx.name("toff"),
         cx.name("tlen"),
         cx.name("tbase"),
+        cx.name("cz"),
         cx.name("cy"),
         cx.name("cx"),
     );
@@ -1835,6 +2003,7 @@ fn avg_pool(em: &mut Em, cx: &Cx, pool: &PoolAttrs, include_pad: bool) -> Result
     em.data_once(&on, || Ok(array("int32_t", &on, &offs)))?;
     em.data_once(&ln, || Ok(array("int32_t", &ln, &lens)))?;
     em.data_once(&bn, || Ok(array("int32_t", &bn, &bases)))?;
+    em.data_once(&czn, || Ok(array("int32_t", &czn, &cz)))?;
     em.data_once(&cyn, || Ok(array("int32_t", &cyn, &cy)))?;
     em.data_once(&cxn, || Ok(array("int32_t", &cxn, &cxs)))?;
     let init = g.init(cx)?;
@@ -1848,17 +2017,19 @@ fn avg_pool(em: &mut Em, cx: &Cx, pool: &PoolAttrs, include_pad: bool) -> Result
     let kname = format!("qc_avgpool_{}_{}", sfx(tx.dtype), sfx(ty.dtype));
     em.kernel(&kname, || {
         let open = POOL_LOOP_OPEN.replace("XT", xt);
+        let depth = POOL_DEPTH_OPEN.replace("XT", xt);
         format!(
             r#"
 /* Quantized average pool: the interpreter's f32 window sum (integer soft-float on
  * the dequantized bits deq[]), then the result code by the thresholds of the
- * window's divisor cy[oy] * cx[ox] (tables at off[], lengths len[], base codes). */
-static void {kname}(const {xt} *x, {yt} *y, const qc_pool_t *p, const uint32_t *deq, const int32_t *t, const int32_t *off, const int32_t *len, const int32_t *base, const int32_t *cy, const int32_t *cx)
+ * window's divisor cz[oz] * cy[oy] * cx[ox] (tables at off[], lengths len[], base
+ * codes). */
+static void {kname}(const {xt} *x, {yt} *y, const qc_pool_t *p, const uint32_t *deq, const int32_t *t, const int32_t *off, const int32_t *len, const int32_t *base, const int32_t *cz, const int32_t *cy, const int32_t *cx)
 {{
     size_t o = 0;
 {open}                uint32_t s = 0;
-                int32_t cnt = cy[oy] * cx[ox];
-                for (ky = 0; ky < p->kh; ky++) {{
+                int32_t cnt = cz[oz] * cy[oy] * cx[ox];
+{depth}                for (ky = 0; ky < p->kh; ky++) {{
                     int32_t iy = oy * p->sh - p->ph + ky * p->dh;
                     if (iy < 0 || iy >= p->h) {{
                         continue;
@@ -1871,6 +2042,7 @@ static void {kname}(const {xt} *x, {yt} *y, const qc_pool_t *p, const uint32_t *
                         s = qc_f32_add(s, deq[(int32_t)xp[iy * p->w + ix] - ({xmin})]);
                     }}
                 }}
+                }}
                 y[o++] = ({yt})(base[cnt] + qc_thresh32(t + off[cnt], len[cnt], qc_f32_key(s)));
             }}
         }}
@@ -1881,11 +2053,16 @@ static void {kname}(const {xt} *x, {yt} *y, const qc_pool_t *p, const uint32_t *
     });
     let (px, py) = (em.ptr(x)?, em.ptr(y)?);
     Ok(format!(
-        "    {kname}({px}, {py}, &{pname}, {dn}, {tn}, {on}, {ln}, {bn}, {cyn}, {cxn});\n"
+        "    {kname}({px}, {py}, &{pname}, {dn}, {tn}, {on}, {ln}, {bn}, {czn}, {cyn}, {cxn});\n"
     ))
 }
 
 fn global_avg_pool(em: &mut Em, cx: &Cx) -> Result<String> {
+    if em.opts.contract == Contract::Float {
+        if let Some(s) = fused::mean(em, cx)? {
+            return Ok(s);
+        }
+    }
     let (x, y) = (cx.input(0)?, cx.output()?);
     let (tx, ty) = (em.ty(x)?.clone(), em.ty(y)?.clone());
     let (Some((qx, sx, zx)), Some((qy, sy, zy))) = (q8(&tx), q8(&ty)) else {
@@ -1959,21 +2136,24 @@ fn max_pool(em: &mut Em, cx: &Cx, pool: Option<&PoolAttrs>) -> Result<String> {
     let g = match pool {
         Some(p) => pool_geom(cx, p, tx.shape.dims(), ty.shape.dims())?,
         None => {
-            let Some((n, c, h, w)) = spatial2(tx.shape.dims()) else {
-                return Err(cx.err("global max pool over other than 1 or 2 spatial dims"));
-            };
+            // Every plane is one row: the maximum does not depend on the layout.
+            let dims = tx.shape.dims();
+            if dims.len() < 3 {
+                return Err(cx.err("global max pool needs spatial dims"));
+            }
+            let (nc, w) = (dims[0] * dims[1], dims[2..].iter().product::<usize>());
             PoolGeom {
-                nc: n * c,
-                h,
+                nc,
+                h: 1,
                 w,
                 oh: 1,
                 ow: 1,
-                k: [h, w],
+                k: [1, w],
                 s: [1, 1],
                 d: [1, 1],
                 pb: [0, 0],
                 pe: [0, 0],
-                ceil: false,
+                z: PoolDim::ONE,
             }
         }
     };
@@ -1994,6 +2174,7 @@ fn max_pool(em: &mut Em, cx: &Cx, pool: Option<&PoolAttrs>) -> Result<String> {
     let kname = format!("qc_maxpool_{}_{}", sfx(tx.dtype), sfx(ty.dtype));
     em.kernel(&kname, || {
         let open = POOL_LOOP_OPEN.replace("XT", xt);
+        let depth = POOL_DEPTH_OPEN.replace("XT", xt);
         format!(
             r#"
 /* Quantized max pool: the largest code of the window, mapped to the result type. */
@@ -2001,7 +2182,7 @@ static void {kname}(const {xt} *x, {yt} *y, const qc_pool_t *p, const {yt} *map,
 {{
     size_t o = 0;
 {open}                int32_t best = 0, any = 0;
-                for (ky = 0; ky < p->kh; ky++) {{
+{depth}                for (ky = 0; ky < p->kh; ky++) {{
                     int32_t iy = oy * p->sh - p->ph + ky * p->dh;
                     if (iy < 0 || iy >= p->h) {{
                         continue;
@@ -2018,6 +2199,7 @@ static void {kname}(const {xt} *x, {yt} *y, const qc_pool_t *p, const {yt} *map,
                             any = 1;
                         }}
                     }}
+                }}
                 }}
                 y[o++] = any ? map[best - ({xmin})] : ({yt})empty;
             }}
@@ -2037,6 +2219,11 @@ static void {kname}(const {xt} *x, {yt} *y, const qc_pool_t *p, const {yt} *map,
 // Softmax
 
 fn softmax(em: &mut Em, cx: &Cx, axis: usize) -> Result<String> {
+    if em.opts.contract == Contract::Float {
+        if let Some(s) = fused::softmax(em, cx, axis)? {
+            return Ok(s);
+        }
+    }
     let (x, y) = (cx.input(0)?, cx.output()?);
     let (tx, ty) = (em.ty(x)?.clone(), em.ty(y)?.clone());
     let (Some((qx, sx, zx)), Some((qy, sy, zy))) = (q8(&tx), q8(&ty)) else {
@@ -2067,7 +2254,7 @@ fn softmax(em: &mut Em, cx: &Cx, axis: usize) -> Result<String> {
         let mut group: std::collections::BTreeMap<i64, u32> = std::collections::BTreeMap::new();
         for a in 0..deq.len() - d {
             let diff = deq[a] - deq[a + d];
-            let e = diff.exp();
+            let e = qc_ir::real::exp(diff);
             emin = emin.min(e);
             group.insert(exact::f32_key(diff), e.to_bits());
         }
@@ -2508,18 +2695,6 @@ static void {kname}(const {xt} *x, {yt} *y, const int32_t *d, const int32_t *xd,
 // N-ary sum, PRelu, cast, reduce mean: statements inlined per node (rare ops, so
 // no shared kernel), loops over a 4-D view with literal extents and strides.
 
-/// `[1, .., dims]` as four int32 extents.
-fn dims4(cx: &Cx, dims: &[usize]) -> Result<[i32; 4]> {
-    if dims.len() > 4 {
-        return Err(cx.err("rank above 4"));
-    }
-    let mut d4 = [1i32; 4];
-    for (i, &d) in dims.iter().enumerate() {
-        d4[4 - dims.len() + i] = i32c(cx, d)?;
-    }
-    Ok(d4)
-}
-
 /// Nested `for` headers over `vars` with extents `ext` (the body follows).
 fn loops4(vars: [&str; 4], ext: [i32; 4]) -> String {
     vars.iter()
@@ -2559,14 +2734,12 @@ fn sum(em: &mut Em, cx: &Cx) -> Result<String> {
         return Err(cx.err("sum of no operands"));
     }
     let out = ty.shape.dims();
-    let d4 = dims4(cx, out)?;
     let mut tys = Vec::new();
-    let mut st = Vec::new();
     for &v in &ins {
-        let t = em.ty(v)?.clone();
-        st.push(bcast4(cx, t.shape.dims(), out)?);
-        tys.push(t);
+        tys.push(em.ty(v)?.clone());
     }
+    let dims: Vec<&[usize]> = tys.iter().map(|t| t.shape.dims()).collect();
+    let (d4, st) = bcast4(cx, &dims, out)?;
     i32c(cx, numel(&ty))?;
     let py = em.ptr(y)?;
     let mut body = String::new();
@@ -2682,8 +2855,8 @@ fn prelu(em: &mut Em, cx: &Cx) -> Result<String> {
         return Err(cx.err("operand and result shapes differ"));
     }
     let out = ty.shape.dims();
-    let d4 = dims4(cx, out)?;
-    let sa = bcast4(cx, ta.shape.dims(), out)?;
+    let (d4, st) = bcast4(cx, &[out, ta.shape.dims()], out)?;
+    let sa = st[1];
     i32c(cx, numel(&ty))?;
     let sidx = index4(IV, sa);
     let (px, py) = (em.ptr(x)?, em.ptr(y)?);
@@ -2732,12 +2905,14 @@ fn cast(em: &mut Em, cx: &Cx, to: DType) -> Result<String> {
     if ty.dtype != to || tx.shape != ty.shape {
         return Err(cx.err("result type disagrees with the cast"));
     }
-    let half = |d: DType| matches!(d, DType::F16 | DType::BF16);
-    if half(tx.dtype) || half(to) {
-        return Err(cx.err("cast from or to f16/bf16"));
-    }
     let n = i32c(cx, numel(&ty))?;
     let (px, py) = (em.ptr(x)?, em.ptr(y)?);
+    if [tx.dtype, to]
+        .iter()
+        .any(|d| matches!(d, DType::F16 | DType::BF16))
+    {
+        return half::cast(em, cx, tx.dtype, to, n, &px, &py);
+    }
     let yt = ctype(to);
     let limits = |d: DType| -> Option<(&'static str, &'static str, f64, f64)> {
         Some(match d {
@@ -2885,9 +3060,21 @@ enum ConvMode {
     RawI32,
 }
 
+/// The depth (first of 3 spatial dims) of an inline direct conv: input and output
+/// extents, kernel taps, stride, begin pad, dilation (1, 1, 1, 1, 0, 1 below 3-D).
+#[derive(Clone, Copy)]
+struct ConvDepth {
+    i: usize,
+    o: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    d: usize,
+}
+
 /// Conv geometry for the inline direct kernels: `[n, cin, h, w, cout, oh, ow, kh, kw,
-/// sh, sw, ph, pw, dh, dw, group]`, validated against the result shape (1-D convs
-/// have h = 1).
+/// sh, sw, ph, pw, dh, dw, group]` and the depth, validated against the result shape
+/// (lower ranks have leading spatial dims 1).
 #[allow(clippy::too_many_arguments)]
 fn conv_geometry(
     cx: &Cx,
@@ -2899,26 +3086,30 @@ fn conv_geometry(
     pads: &[usize],
     group: usize,
     transpose: Option<&[usize]>,
-) -> Result<[usize; 16]> {
+) -> Result<([usize; 16], ConvDepth)> {
     let rank = x.len().saturating_sub(2);
-    let (Some((n, cin, h, wd)), Some((yn, cout, oh, ow))) = (spatial2(x), spatial2(y)) else {
-        return Err(cx.err("over other than 1 or 2 spatial dims"));
-    };
-    let (kh, kw) = match w {
-        [_, _, k] if rank == 1 => (1, *k),
-        [_, _, a, b] if rank == 2 => (*a, *b),
-        _ => return Err(cx.err("weight rank")),
-    };
-    let (Some(s), Some(d), Some((pb, pe))) = (
-        attr2(strides, rank, 1),
-        attr2(dilations, rank, 1),
-        pads2(pads, rank),
+    if !(1..=3).contains(&rank) || w.len() != x.len() || y.len() != x.len() {
+        return Err(cx.err("over other than 1, 2 or 3 spatial dims"));
+    }
+    let (n, cin, yn, cout) = (x[0], x[1], y[0], y[1]);
+    let (Some(inp), Some(out), Some(k), Some(s), Some(d)) = (
+        attr3(&x[2..], rank, 1),
+        attr3(&y[2..], rank, 1),
+        attr3(&w[2..], rank, 1),
+        attr3(strides, rank, 1),
+        attr3(dilations, rank, 1),
     ) else {
         return Err(cx.err("attributes do not match the rank"));
     };
+    let (mut pb, mut pe) = ([0; 3], [0; 3]);
+    if pads.len() == 2 * rank {
+        pb[3 - rank..].copy_from_slice(&pads[..rank]);
+        pe[3 - rank..].copy_from_slice(&pads[rank..]);
+    } else if !pads.is_empty() {
+        return Err(cx.err("attributes do not match the rank"));
+    }
     let g = group;
-    if kh == 0
-        || kw == 0
+    if k.contains(&0)
         || g == 0
         || cin == 0
         || cout == 0
@@ -2931,48 +3122,60 @@ fn conv_geometry(
     let ok = match transpose {
         None => {
             // Saturating: absurd attributes must give a mismatch, not an overflow.
-            let out = |i: usize, inp: usize, k: usize| {
-                inp.saturating_add(pb[i])
+            let size = |i: usize| {
+                inp[i]
+                    .saturating_add(pb[i])
                     .saturating_add(pe[i])
-                    .checked_sub(d[i].saturating_mul(k - 1).saturating_add(1))
+                    .checked_sub(d[i].saturating_mul(k[i] - 1).saturating_add(1))
                     .map(|r| r / s[i] + 1)
             };
             cin % g == 0
                 && cout % g == 0
                 && w.first() == Some(&cout)
                 && w.get(1) == Some(&(cin / g))
-                && out(0, h, kh) == Some(oh)
-                && out(1, wd, kw) == Some(ow)
+                && (0..3).all(|i| size(i) == Some(out[i]))
         }
         Some(opad) => {
-            let op = match (opad.len(), rank) {
-                (0, _) => [0, 0],
-                (1, 1) => [0, opad[0]],
-                (2, 2) => [opad[0], opad[1]],
-                _ => return Err(cx.err("output_padding does not match the rank")),
+            let Some(op) = attr3(opad, rank, 0) else {
+                return Err(cx.err("output_padding does not match the rank"));
             };
-            let out = |i: usize, inp: usize, k: usize| {
-                s[i].saturating_mul(inp.saturating_sub(1))
+            // attr3 fills the leading dims with 1: no output padding there.
+            let op = {
+                let mut o = [0; 3];
+                o[3 - rank..].copy_from_slice(&op[3 - rank..]);
+                o
+            };
+            let size = |i: usize| {
+                s[i].saturating_mul(inp[i].saturating_sub(1))
                     .saturating_add(op[i])
-                    .saturating_add((k - 1).saturating_mul(d[i]))
+                    .saturating_add((k[i] - 1).saturating_mul(d[i]))
                     .saturating_add(1)
                     .checked_sub(pb[i].saturating_add(pe[i]))
             };
             cin % g == 0
-                && h > 0
-                && wd > 0
+                && inp.iter().all(|&v| v > 0)
                 && w.first() == Some(&cin)
                 && w.get(1).map(|c| c * g) == Some(cout)
-                && out(0, h, kh) == Some(oh)
-                && out(1, wd, kw) == Some(ow)
+                && (0..3).all(|i| size(i) == Some(out[i]))
         }
     };
     if !ok {
         return Err(cx.err("result shape disagrees with the geometry"));
     }
-    Ok([
-        n, cin, h, wd, cout, oh, ow, kh, kw, s[0], s[1], pb[0], pb[1], d[0], d[1], g,
-    ])
+    Ok((
+        [
+            n, cin, inp[1], inp[2], cout, out[1], out[2], k[1], k[2], s[1], s[2], pb[1], pb[2],
+            d[1], d[2], g,
+        ],
+        ConvDepth {
+            i: inp[0],
+            o: out[0],
+            k: k[0],
+            s: s[0],
+            p: pb[0],
+            d: d[0],
+        },
+    ))
 }
 
 /// A direct (transposed) convolution as one inline statement. Every output element
@@ -2983,7 +3186,7 @@ fn conv_geometry(
 fn direct_conv(
     em: &mut Em,
     cx: &Cx,
-    geo: [usize; 16],
+    (geo, z): ([usize; 16], ConvDepth),
     transpose: bool,
     mode: ConvMode,
     zx: i32,
@@ -3007,6 +3210,11 @@ fn direct_conv(
         g[14], g[15],
     ];
     let (cig, cog) = (cin / grp, cout / grp);
+    let zg: Vec<i32> = [z.i, z.o, z.k, z.s, z.p, z.d]
+        .iter()
+        .map(|&v| i32c(cx, v))
+        .collect::<Result<_>>()?;
+    let [id, od, kd, sd, pd, dd] = [zg[0], zg[1], zg[2], zg[3], zg[4], zg[5]];
     let (px, pwt, py) = (em.ptr(x)?, em.ptr(w)?, em.ptr(y)?);
     let pb = match bias {
         Some(b) => {
@@ -3030,29 +3238,31 @@ fn direct_conv(
         em.data_once(&zwn, || Ok(array("int32_t", &zwn, zw)))?;
         format!("{zwn}[c]")
     };
-    let (ytap, xtap) = if transpose {
+    let (ztap, ytap, xtap) = if transpose {
         (
+            format!("int32_t tz = oz + {pd} - kz * {dd}, iz;\n                    if (tz < 0 || tz % {sd} != 0) {{\n                        continue;\n                    }}\n                    iz = tz / {sd};\n                    if (iz >= {id}) {{\n                        continue;\n                    }}"),
             format!("int32_t t = oy + {ph} - ky * {dh}, iy;\n                    if (t < 0 || t % {sh} != 0) {{\n                        continue;\n                    }}\n                    iy = t / {sh};\n                    if (iy >= {h}) {{\n                        continue;\n                    }}"),
             format!("int32_t u = ox + {pw} - kx * {dw}, ix;\n                        if (u < 0 || u % {sw_} != 0) {{\n                            continue;\n                        }}\n                        ix = u / {sw_};\n                        if (ix >= {wd}) {{\n                            continue;\n                        }}"),
         )
     } else {
         (
+            format!("int32_t iz = oz * {sd} + kz * {dd} - {pd};\n                    if (iz < 0 || iz >= {id}) {{\n                        continue;\n                    }}"),
             format!("int32_t iy = oy * {sh} + ky * {dh} - {ph};\n                    if (iy < 0 || iy >= {h}) {{\n                        continue;\n                    }}"),
             format!("int32_t ix = ox * {sw_} + kx * {dw} - {pw};\n                        if (ix < 0 || ix >= {wd}) {{\n                            continue;\n                        }}"),
         )
     };
     let widx = if transpose {
         format!(
-            "((size_t)ic * {cog} + (size_t)(c % {cog})) * {} + (size_t)(ky * {kw} + kx)",
-            kh * kw
+            "((size_t)ic * {cog} + (size_t)(c % {cog})) * {} + (size_t)((kz * {kh} + ky) * {kw} + kx)",
+            kd * kh * kw
         )
     } else {
         format!(
-            "((size_t)c * {cig} + (size_t)ci) * {} + (size_t)(ky * {kw} + kx)",
-            kh * kw
+            "((size_t)c * {cig} + (size_t)ci) * {} + (size_t)((kz * {kh} + ky) * {kw} + kx)",
+            kd * kh * kw
         )
     };
-    let xidx = format!("(((size_t)b * {cin} + (size_t)ic) * {h} + (size_t)iy) * {wd} + (size_t)ix");
+    let xidx = format!("((((size_t)b * {cin} + (size_t)ic) * {id} + (size_t)iz) * {h} + (size_t)iy) * {wd} + (size_t)ix");
     let (acc_t, init, mac, fin) = match mode {
         ConvMode::Float => {
             let fcx = crate::float_ops::FCx {
@@ -3107,20 +3317,24 @@ fn direct_conv(
     };
     Ok(format!(
         r#"    {{
-        int32_t b, c, oy, ox, ci, ky, kx;
+        int32_t b, c, oz, oy, ox, ci, kz, ky, kx;
         size_t o = 0;
         for (b = 0; b < {n}; b++)
         for (c = 0; c < {cout}; c++) {{
-{wz}            for (oy = 0; oy < {oh}; oy++)
+{wz}            for (oz = 0; oz < {od}; oz++)
+            for (oy = 0; oy < {oh}; oy++)
             for (ox = 0; ox < {ow}; ox++, o++) {{
                 {acc_t} acc = {init};
                 for (ci = 0; ci < {cig}; ci++) {{
                     int32_t ic = (c / {cog}) * {cig} + ci;
+                    for (kz = 0; kz < {kd}; kz++) {{
+                    {ztap}
                     for (ky = 0; ky < {kh}; ky++) {{
                     {ytap}
                     for (kx = 0; kx < {kw}; kx++) {{
                         {xtap}
                         {mac}
+                    }}
                     }}
                     }}
                 }}
@@ -3158,7 +3372,7 @@ fn conv_transpose(em: &mut Em, cx: &Cx, a: &qc_ir::ConvTransposeAttrs) -> Result
     if !a.kernel.is_empty() && a.kernel.as_slice() != &tw.shape.dims()[2..] {
         return Err(cx.err("kernel attribute disagrees with the weights"));
     }
-    let (cout, g) = (geo[4], geo[15]);
+    let (cout, g) = (geo.0[4], geo.0[15]);
     let cog = cout / g;
     if is_raw_f32(&tx) && is_raw_f32(&tw) && is_raw_f32(&ty) {
         return direct_conv(em, cx, geo, true, ConvMode::Float, 0, &[], a.act, &[]);
@@ -3220,7 +3434,7 @@ fn conv_integer(em: &mut Em, cx: &Cx, a: &qc_ir::ConvAttrs) -> Result<String> {
         return Err(cx.err("conv_integer with a fused activation"));
     }
     let zx = const_zero_points(em, cx, 2, 1)?[0];
-    let zw = const_zero_points(em, cx, 3, geo[4])?;
+    let zw = const_zero_points(em, cx, 3, geo.0[4])?;
     direct_conv(em, cx, geo, false, ConvMode::RawI32, zx, &zw, a.act, &[])
 }
 
@@ -3547,48 +3761,61 @@ fn max_pool_indices(em: &mut Em, cx: &Cx, pool: &PoolAttrs, order: u8) -> Result
             ),
         )
     };
-    let (h, w) = (g.h, g.w);
-    let hw = h * w;
+    let (h, w, dz) = (g.h, g.w, g.z.inp);
+    let plane = dz * h * w;
+    // ONNX flat index; storage order 1 takes the spatial coordinates column-major.
     let sp = if order == 1 {
-        format!("(int64_t)by + (int64_t)bx * {h}")
+        format!(
+            "(int64_t)bz + (int64_t)by * {dz} + (int64_t)bx * {}",
+            dz * h
+        )
     } else {
-        format!("(int64_t)by * {w} + (int64_t)bx")
+        format!("((int64_t)bz * {h} + (int64_t)by) * {w} + (int64_t)bx")
     };
     let (px, py, pi) = (em.ptr(x)?, em.ptr(*y)?, em.ptr(*ix)?);
     let (nc, oh, ow) = (g.nc, g.oh, g.ow);
     let ([kh, kw], [sh, sw], [dh, dw], [ph, pw]) = (g.k, g.s, g.d, g.pb);
+    let (od, kd, sd, dd, pd) = (g.z.out, g.z.k, g.z.s, g.z.d, g.z.pb);
     Ok(format!(
         r#"    {{
-        int32_t nc, oy, ox, ky, kx;
+        int32_t nc, oz, oy, ox, kz, ky, kx;
         size_t o = 0;
         for (nc = 0; nc < {nc}; nc++)
+        for (oz = 0; oz < {od}; oz++)
         for (oy = 0; oy < {oh}; oy++)
         for (ox = 0; ox < {ow}; ox++, o++) {{
             {bt} best = 0;
-            int32_t any = 0, by = 0, bx = 0;
-            for (ky = 0; ky < {kh}; ky++) {{
-                int32_t iy = oy * {sh} - {ph} + ky * {dh};
-                if (iy < 0 || iy >= {h}) {{
+            int32_t any = 0, bz = 0, by = 0, bx = 0;
+            for (kz = 0; kz < {kd}; kz++) {{
+                int32_t iz = oz * {sd} - {pd} + kz * {dd};
+                if (iz < 0 || iz >= {dz}) {{
                     continue;
                 }}
-                for (kx = 0; kx < {kw}; kx++) {{
-                    int32_t ix = ox * {sw} - {pw} + kx * {dw};
-                    {bt} v;
-                    if (ix < 0 || ix >= {w}) {{
+                for (ky = 0; ky < {kh}; ky++) {{
+                    int32_t iy = oy * {sh} - {ph} + ky * {dh};
+                    if (iy < 0 || iy >= {h}) {{
                         continue;
                     }}
-                    v = {load}{px}[(size_t)nc * {hw} + (size_t)(iy * {w} + ix)];
-                    if (!any || v > best) {{
-                        best = v;
-                        any = 1;
-                        by = iy;
-                        bx = ix;
+                    for (kx = 0; kx < {kw}; kx++) {{
+                        int32_t ix = ox * {sw} - {pw} + kx * {dw};
+                        {bt} v;
+                        if (ix < 0 || ix >= {w}) {{
+                            continue;
+                        }}
+                        v = {load}{px}[(size_t)nc * {plane} + (size_t)((iz * {h} + iy) * {w} + ix)];
+                        if (!any || v > best) {{
+                            best = v;
+                            any = 1;
+                            bz = iz;
+                            by = iy;
+                            bx = ix;
+                        }}
                     }}
                 }}
             }}
             if (any) {{
                 {py}[o] = {store};
-                {pi}[o] = (int64_t)nc * {hw} + {sp};
+                {pi}[o] = (int64_t)nc * {plane} + {sp};
             }} else {{
                 {py}[o] = {empty};
                 {pi}[o] = -1;

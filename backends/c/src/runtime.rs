@@ -38,6 +38,9 @@ pub(crate) enum Piece {
     PoolParams,
     EwParams,
     SoftmaxParams,
+    FusedAdd,
+    FusedSoftmax,
+    FusedMean,
     Print,
     Smlad,
 }
@@ -48,6 +51,8 @@ impl Piece {
         match self {
             Piece::RqFloat => &[Piece::Rne],
             Piece::F32Div | Piece::F32Add => &[Piece::F32Key],
+            Piece::FusedAdd => &[Piece::Rne, Piece::EwParams],
+            Piece::FusedMean => &[Piece::Rne],
             _ => &[],
         }
     }
@@ -69,6 +74,9 @@ impl Piece {
             Piece::PoolParams => POOL_PARAMS,
             Piece::EwParams => EW_PARAMS,
             Piece::SoftmaxParams => SOFTMAX_PARAMS,
+            Piece::FusedAdd => FUSED_ADD,
+            Piece::FusedSoftmax => FUSED_SOFTMAX,
+            Piece::FusedMean => FUSED_MEAN,
             Piece::Print => PRINT,
             Piece::Smlad => SMLAD,
         }
@@ -341,9 +349,12 @@ typedef struct {
 "#;
 
 const POOL_PARAMS: &str = r#"
-/* Pooling window geometry over NCHW planes (1-D pools have h = 1). */
+/* Pooling window geometry over NCHW planes (1-D pools have h = 1); 3-D pools add
+ * a depth z (output oz, window kz, stride sz, begin pad pz, dilation dz), which is
+ * 1 (window 1) otherwise. */
 typedef struct {
     int32_t nc, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+    int32_t z, oz, kz, sz, pz, dz;
 } qc_pool_t;
 "#;
 
@@ -371,6 +382,56 @@ typedef struct {
     const int32_t *thr;
     int32_t nthr, base;
 } qc_softmax_t;
+"#;
+
+const FUSED_ADD: &str = r#"
+/* The float contract's fused add: ratios of the operands' scales to the result's
+ * (x is the operand applied last), the constant term and the result code range. */
+typedef struct {
+    float xr, yr, fixed;
+    int32_t lo, hi;
+} qc_fadd_t;
+
+/* The value before rounding to a code: half to even into int32 (INT32_MIN when NaN
+ * or out of range), clamped to [lo, hi]. */
+static int32_t qc_fadd_code(const qc_fadd_t *f, float t)
+{
+    int32_t i = (t >= -2147483648.0f && t < 2147483648.0f) ? (int32_t)qc_rne(t) : INT32_MIN;
+    return i < f->lo ? f->lo : (i > f->hi ? f->hi : i);
+}
+"#;
+
+const FUSED_SOFTMAX: &str = r#"
+/* The float contract's fused softmax: rows of dim elements (stride inner); exp[k]
+ * for k = row max - code; yf = floor(1 / y_scale); zy the result's zero point. */
+typedef struct {
+    int32_t outer, dim, inner;
+    const float *exp;
+    float yf;
+    int32_t zy;
+} qc_fsoftmax_t;
+
+/* Round half to even at any magnitude (NaN and infinities pass through). */
+static float qc_rne_f32(float v)
+{
+    if (!(v > -8388608.0f && v < 8388608.0f)) {
+        return v;
+    }
+    if (v < 0.0f) {
+        return -((-v + 8388608.0f) - 8388608.0f);
+    }
+    return (v + 8388608.0f) - 8388608.0f;
+}
+"#;
+
+const FUSED_MEAN: &str = r#"
+/* The float contract's fused global average: nc channels of n codes; bias = -zx * n;
+ * scale = sx / (sy * n); lo/hi the result range minus the zero point zy. */
+typedef struct {
+    int32_t nc, n, bias;
+    float scale, lo, hi;
+    int32_t zy;
+} qc_fmean_t;
 "#;
 
 const SMLAD: &str = r#"

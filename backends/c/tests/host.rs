@@ -767,7 +767,7 @@ fn onnx_node_tests_bit_exact() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/onnx-node");
     let mut files = Vec::new();
     onnx_files(&root, &mut files);
-    let mut checked = Vec::new();
+    let (mut checked, mut unsupported) = (Vec::new(), Vec::new());
     for f in &files {
         let Ok(bytes) = std::fs::read(f) else {
             continue;
@@ -790,16 +790,22 @@ fn onnx_node_tests_bit_exact() {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let c = Contract::Fixed;
-        if qc_cgen::emit(&g, &opts("m", c)).is_err() {
+        if qc_interp::run(&g, &inputs_for(&g, 81), &qc_interp::Options { contract: c }).is_err() {
             continue;
         }
-        if qc_interp::run(&g, &inputs_for(&g, 81), &qc_interp::Options { contract: c }).is_err() {
+        if let Err(e) = qc_cgen::emit(&g, &opts("m", c)) {
+            unsupported.push(format!("{tag}: {e}"));
             continue;
         }
         verify(&g, &opts("m", c), &[81], &tag);
         checked.push(tag);
     }
     eprintln!("{} node tests bit-exact: {checked:?}", checked.len());
+    eprintln!(
+        "{} not emitted:\n{}",
+        unsupported.len(),
+        unsupported.join("\n")
+    );
 }
 
 /// The Cortex-M4 kernels (dual 16-bit MAC; portable fallback of the intrinsic on the
@@ -1271,36 +1277,33 @@ fn versus_onnxruntime(m: &str, contract: Contract) -> (f64, i64, f64, i64) {
     (frac(stats[1]), stats[1].2, frac(stats[0]), stats[0].2)
 }
 
-/// Against onnxruntime, measured and printed for both contracts. What is asserted:
-/// under the `float` contract (onnxruntime's) the keyword-spotting classifier's codes
-/// (convs, depthwise convs, average pool, gemm) are identical to onnxruntime's; its
-/// softmax output, which onnxruntime fuses into its table-driven `QLinearSoftmax`
-/// while qc computes the dequantize → softmax → quantize definition, within one step.
-/// ResNet-8's residual adds are fused by onnxruntime into `QLinearAdd`, whose
-/// rounding differs from the definition qc implements, so there only closeness is
-/// measured; the integer-only `fixed` contract rounds differently at every layer and
-/// is measured too.
+/// Against onnxruntime, measured and printed for both contracts (`-- --nocapture`).
+/// Asserted: the bar under the `float` contract (onnxruntime's), at 99% of the
+/// softmax output and classifier codes identical and none more than one step apart.
+/// The integer-only `fixed` contract rounds differently at every layer and is only
+/// measured.
 #[test]
 fn emitted_c_versus_onnxruntime() {
     if !have_gcc() {
         eprintln!("gcc not installed: skipped");
         return;
     }
-    let (li, lmax, _, omax) = versus_onnxruntime("kws_dscnn_int8", Contract::Float);
-    assert!(
-        li == 1.0 && lmax == 0,
-        "kws float: logits {li} identical, max {lmax}"
-    );
-    assert!(omax <= 1, "kws float: softmax output {omax} steps apart");
-    // Measured, printed for the record (`-- --nocapture`), not asserted: these differ
-    // from onnxruntime by design (see above).
-    for (m, contract) in [
-        ("kws_dscnn_int8", Contract::Fixed),
-        ("ic_resnet8_int8", Contract::Float),
-        ("ic_resnet8_int8", Contract::Fixed),
-    ] {
-        versus_onnxruntime(m, contract);
+    let mut short = Vec::new();
+    for m in ["kws_dscnn_int8", "ic_resnet8_int8"] {
+        let (li, lmax, oi, omax) = versus_onnxruntime(m, Contract::Float);
+        if li < 0.99 || lmax > 1 || oi < 0.99 || omax > 1 {
+            short.push(format!(
+                "{m}: logits {:.2}% identical (max {lmax}), output {:.2}% (max {omax})",
+                100.0 * li,
+                100.0 * oi
+            ));
+        }
+        versus_onnxruntime(m, Contract::Fixed);
     }
+    assert!(
+        short.is_empty(),
+        "float contract below the bar against onnxruntime: {short:?}"
+    );
 }
 
 /// Arena bytes beside the planner's lower bound for the benchmark models (printed;
@@ -1962,4 +1965,1166 @@ fn max_pool_indices_and_dynamic_quantize_bit_exact() {
         &[83, 84],
         "mlp-dynamic",
     );
+}
+
+/// Compile `g`'s C once and run it on `inputs` (non-quantized entry point): the
+/// driver's stdout and whether it exited successfully.
+fn run_c_raw(g: &Graph, opts: &CgenOptions, inputs: &[Tensor], tag: &str) -> (String, bool) {
+    let src = qc_cgen::emit(g, opts).unwrap_or_else(|e| panic!("{tag}: emit: {e}"));
+    let dir = workdir(tag);
+    let name = &src.name;
+    std::fs::write(dir.join(format!("{name}.h")), &src.header).expect("write .h");
+    std::fs::write(dir.join(format!("{name}.c")), &src.source).expect("write .c");
+    let main = qc_cgen::test_main(g, &src, inputs, false).expect("test main");
+    std::fs::write(dir.join("t.c"), main).expect("write main");
+    gcc(&dir, &["t.c", &format!("{name}.c"), "-o", "t"]);
+    let out = Command::new(dir.join("t"))
+        .output()
+        .expect("run test binary");
+    assert!(
+        out.stderr.is_empty(),
+        "{tag}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.success(),
+    )
+}
+
+/// [`run_c_raw`] that must succeed, parsed.
+fn run_c(g: &Graph, opts: &CgenOptions, inputs: &[Tensor], tag: &str) -> Vec<Tensor> {
+    let (stdout, ok) = run_c_raw(g, opts, inputs, tag);
+    assert!(ok, "{tag}: the test binary failed:\n{stdout}");
+    let src = qc_cgen::emit(g, opts).expect("emit");
+    qc_cgen::parse_test_output(g, &src, &stdout, false).expect("parse output")
+}
+
+/// The C of `g` on `inputs` against the interpreter, bit for bit.
+fn check_raw(g: &Graph, contract: Contract, inputs: &[Tensor], tag: &str) {
+    let want = qc_interp::run(g, inputs, &qc_interp::Options { contract })
+        .unwrap_or_else(|e| panic!("{tag}: interp: {e}"));
+    let got = run_c(g, &opts("raw", contract), inputs, tag);
+    assert_eq!(got.len(), want.len());
+    for (k, (w, c)) in want.iter().zip(&got).enumerate() {
+        assert_eq!(w.dims(), c.dims(), "{tag}: output {k} shape");
+        let (wb, cb) = (w.data().to_le_bytes(), c.data().to_le_bytes());
+        let size = w.dtype().size();
+        let bad: Vec<usize> = wb
+            .chunks(size)
+            .zip(cb.chunks(size))
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .map(|(i, _)| i)
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{tag}: output {k} ({}): {} of {} elements differ, first at {}: interp {:?} C {:?}",
+            w.dtype(),
+            bad.len(),
+            w.len(),
+            bad[0],
+            &wb[bad[0] * size..(bad[0] + 1) * size],
+            &cb[bad[0] * size..(bad[0] + 1) * size]
+        );
+    }
+}
+
+fn fused_fixture(file: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/fused")
+        .join(file);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    npyz::NpyFile::new(&bytes[..])
+        .expect("npy header")
+        .into_vec::<u8>()
+        .expect("data")
+}
+
+fn fused_params(file: &str) -> Vec<f64> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/fused")
+        .join(file);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    npyz::NpyFile::new(&bytes[..])
+        .expect("npy header")
+        .into_vec::<f64>()
+        .expect("data")
+}
+
+fn code_data(q: QType, bytes: &[u8]) -> TensorData {
+    match q {
+        QType::U8 => TensorData::U8(bytes.to_vec()),
+        _ => TensorData::I8(bytes.iter().map(|&b| b as i8).collect()),
+    }
+}
+
+/// Operand shapes, result shape and operand bytes of one recorded add case.
+type AddCase = (Vec<usize>, Vec<usize>, Vec<usize>, Vec<u8>, Vec<u8>);
+
+/// The `float` contract's fused add and softmax in C against onnxruntime's
+/// `QLinearAdd` (every pair of codes, three broadcast forms) and `QLinearSoftmax`
+/// (random rows), as recorded by `fixtures/gen/fused_ops.py`: all cases in one model.
+#[test]
+fn fused_add_softmax_versus_onnxruntime() {
+    if !have_gcc() {
+        eprintln!("gcc not installed: skipped");
+        return;
+    }
+    let (ap, aout) = (fused_params("add_params.npy"), fused_fixture("add_out.npy"));
+    let (sp, sx, sy) = (
+        fused_params("softmax_params.npy"),
+        fused_fixture("softmax_x.npy"),
+        fused_fixture("softmax_y.npy"),
+    );
+    let mut g = Graph::new();
+    let mut inputs = Vec::new();
+    let mut want: Vec<Vec<u8>> = Vec::new();
+    let mut transpose = Vec::new();
+    for (c, p) in ap.chunks(8).enumerate() {
+        let q = if p[0] == 0.0 { QType::U8 } else { QType::I8 };
+        let form = p[1] as u8;
+        let all: Vec<u8> = (0..=255u8)
+            .map(|i| if q == QType::U8 { i } else { i ^ 0x80 })
+            .collect();
+        // Shapes as the script ran them; `b` as [256, 1] (form 2) gives y[b, a].
+        let (ash, bsh, ysh, a, b): AddCase = match form {
+            0 => (
+                vec![65536],
+                vec![65536],
+                vec![65536],
+                all.iter()
+                    .flat_map(|&x| std::iter::repeat_n(x, 256))
+                    .collect(),
+                (0..256).flat_map(|_| all.iter().copied()).collect(),
+            ),
+            1 => (
+                vec![256, 1],
+                vec![256],
+                vec![256, 256],
+                all.clone(),
+                all.clone(),
+            ),
+            _ => (
+                vec![256],
+                vec![256, 1],
+                vec![256, 256],
+                all.clone(),
+                all.clone(),
+            ),
+        };
+        let av = g.add_input(format!("a{c}"), qt(&ash, q, p[2] as f32, p[3] as i32));
+        let bv = g.add_input(format!("b{c}"), qt(&bsh, q, p[4] as f32, p[5] as i32));
+        let n = g.add_node(
+            Op::Add {
+                act: Activation::None,
+            },
+            vec![av, bv],
+            vec![qt(&ysh, q, p[6] as f32, p[7] as i32)],
+            "add",
+        );
+        let y = g.node(n).outputs[0];
+        g.add_output(format!("y{c}"), y);
+        inputs.push(Tensor::new(ash, code_data(q, &a)).expect("a"));
+        inputs.push(Tensor::new(bsh, code_data(q, &b)).expect("b"));
+        want.push(aout[c * 65536..(c + 1) * 65536].to_vec());
+        transpose.push(form == 2);
+    }
+    let rows = 64;
+    let mut at = 0;
+    for (c, p) in sp.chunks(6).enumerate() {
+        let q = if p[0] == 0.0 { QType::U8 } else { QType::I8 };
+        let d = p[5] as usize;
+        let x = g.add_input(format!("x{c}"), qt(&[rows, d], q, p[1] as f32, p[2] as i32));
+        let n = g.add_node(
+            Op::Softmax { axis: 1 },
+            vec![x],
+            vec![qt(&[rows, d], q, p[3] as f32, p[4] as i32)],
+            "softmax",
+        );
+        let y = g.node(n).outputs[0];
+        g.add_output(format!("s{c}"), y);
+        inputs.push(Tensor::new(vec![rows, d], code_data(q, &sx[at..at + rows * d])).expect("x"));
+        want.push(sy[at..at + rows * d].to_vec());
+        transpose.push(false);
+        at += rows * d;
+    }
+    assert_eq!(at, sx.len());
+    let got = run_c(
+        &g,
+        &opts("fused_ort", Contract::Float),
+        &inputs,
+        "fused-ort",
+    );
+    let mut bad = 0;
+    for (k, ((t, w), tr)) in got.iter().zip(&want).zip(&transpose).enumerate() {
+        let mut b = t.data().to_le_bytes();
+        if *tr {
+            b = (0..65536).map(|i| b[(i % 256) * 256 + i / 256]).collect();
+        }
+        let diff = b.iter().zip(w).filter(|(x, y)| x != y).count();
+        if diff > 0 {
+            eprintln!("output {k}: {diff} of {} differ from onnxruntime", w.len());
+        }
+        bad += diff;
+    }
+    assert_eq!(bad, 0);
+}
+
+/// The fused add, softmax and global average under the `float` contract against the
+/// interpreter: same shapes, per-channel broadcast ([1, C, H, W] + [1, C, 1, 1], both
+/// orders), a one-element operand, fused activations, u8 and i8, softmax along inner
+/// and outer axes, global and whole-image average pools; the other contracts' generic
+/// kernels on the same graph.
+#[test]
+fn fused_add_softmax_bit_exact() {
+    if !have_gcc() {
+        eprintln!("gcc not installed: skipped");
+        return;
+    }
+    for q in [QType::U8, QType::I8] {
+        let z = |v: i32| if q == QType::U8 { v } else { v - 128 };
+        let mut g = Graph::new();
+        let a = g.add_input("a", qt(&[1, 4, 3, 5], q, 0.037, z(131)));
+        let b = g.add_input("b", qt(&[1, 4, 3, 5], q, 0.11, z(100)));
+        let c = g.add_input("c", qt(&[1, 4, 1, 1], q, 0.0213, z(7)));
+        let s = g.add_input("s", qt(&[1], q, 0.5, z(128)));
+        let mut outs = Vec::new();
+        let mut add = |g: &mut Graph, x, y, act, sh: &[usize], sc: f32, zp: i32| {
+            let n = g.add_node(
+                Op::Add { act },
+                vec![x, y],
+                vec![qt(sh, q, sc, z(zp))],
+                "add",
+            );
+            let v = g.node(n).outputs[0];
+            outs.push(v);
+            v
+        };
+        let full = [1, 4, 3, 5];
+        let y0 = add(&mut g, a, b, Activation::None, &full, 0.09, 120);
+        add(&mut g, y0, c, Activation::Relu, &full, 0.05, 20);
+        add(&mut g, c, a, Activation::None, &full, 0.03, 140);
+        add(
+            &mut g,
+            s,
+            b,
+            Activation::Clip {
+                min: -1.0,
+                max: 3.0,
+            },
+            &full,
+            0.07,
+            128,
+        );
+        add(&mut g, b, s, Activation::None, &full, 0.6, 128);
+        for (axis, ysc, yz) in [(3, 1.0 / 256.0, 0), (1, 1.0 / 256.0, 0), (2, 0.0071, 37)] {
+            let n = g.add_node(
+                Op::Softmax { axis },
+                vec![y0],
+                vec![qt(&full, q, ysc, z(yz))],
+                "softmax",
+            );
+            outs.push(g.node(n).outputs[0]);
+        }
+        // Global averages: the global pool and an average pool over the whole image.
+        let n = g.add_node(
+            Op::GlobalAveragePool,
+            vec![y0],
+            vec![qt(&[1, 4, 1, 1], q, 0.013, z(90))],
+            "gap",
+        );
+        outs.push(g.node(n).outputs[0]);
+        let n = g.add_node(
+            Op::AveragePool {
+                pool: PoolAttrs {
+                    kernel: vec![3, 5],
+                    strides: vec![1, 1],
+                    dilations: vec![],
+                    pads: vec![],
+                    ceil_mode: false,
+                },
+                count_include_pad: false,
+            },
+            vec![a],
+            vec![qt(&[1, 4, 1, 1], q, 0.037, z(131))],
+            "avgpool_whole",
+        );
+        outs.push(g.node(n).outputs[0]);
+        for (i, v) in outs.into_iter().enumerate() {
+            g.add_output(format!("y{i}"), v);
+        }
+        for c in [Contract::Float, Contract::Fixed] {
+            let src = verify(
+                &g,
+                &opts("fused", c),
+                &[21, 22, 23],
+                &format!("fused-{q:?}-{c}"),
+            );
+            assert_eq!(
+                src.source.contains("qc_fadd_")
+                    && src.source.contains("qc_fsoftmax_")
+                    && src.source.contains("qc_fmean_"),
+                c == Contract::Float,
+                "fused kernels under {c}"
+            );
+        }
+    }
+}
+
+/// Random raw integers of `dtype` (`bits` wide), with the extreme values and -1
+/// mixed in.
+fn raw_ints(dtype: DType, n: usize, rng: &mut Rng, nonzero: bool) -> TensorData {
+    let size = dtype.size();
+    let mut bytes = Vec::with_capacity(n * size);
+    for i in 0..n {
+        let mut v: u64 = (rng.next() << 31) ^ rng.next() ^ (rng.next() << 62);
+        match i % 7 {
+            0 => v = u64::MAX,               // -1 or the maximum
+            1 => v = 1u64 << (8 * size - 1), // MIN of the signed type
+            2 => v %= 7,
+            _ => {}
+        }
+        if nonzero && v & (u64::MAX >> (64 - 8 * size)) == 0 {
+            v = 3;
+        }
+        bytes.extend_from_slice(&v.to_le_bytes()[..size]);
+    }
+    TensorData::from_le_bytes(dtype, &bytes).expect("bytes")
+}
+
+/// Integer div of every integer dtype with broadcasting (`MIN / -1`, truncation
+/// toward zero); a zero divisor makes the entry point fail as the interpreter does.
+#[test]
+fn integer_div_bit_exact() {
+    if !have_gcc() {
+        eprintln!("gcc not installed: skipped");
+        return;
+    }
+    let dts = [
+        DType::I8,
+        DType::U8,
+        DType::I16,
+        DType::U16,
+        DType::I32,
+        DType::U32,
+        DType::I64,
+        DType::U64,
+    ];
+    let mut g = Graph::new();
+    let mut inputs = Vec::new();
+    let mut rng = Rng(77);
+    for (k, &dt) in dts.iter().enumerate() {
+        let a = g.add_input(format!("a{k}"), TensorType::new(dt, vec![2, 3, 7]));
+        let b = g.add_input(format!("b{k}"), TensorType::new(dt, vec![3, 7]));
+        let c = g.add_input(format!("c{k}"), TensorType::new(dt, vec![2, 1, 1]));
+        for (x, y) in [(a, b), (c, a)] {
+            let n = g.add_node(
+                Op::Div,
+                vec![x, y],
+                vec![TensorType::new(dt, vec![2, 3, 7])],
+                "div",
+            );
+            let v = g.node(n).outputs[0];
+            g.add_output(format!("y{}", g.outputs.len()), v);
+        }
+        inputs.push(Tensor::new(vec![2, 3, 7], raw_ints(dt, 42, &mut rng, true)).expect("a"));
+        inputs.push(Tensor::new(vec![3, 7], raw_ints(dt, 21, &mut rng, true)).expect("b"));
+        inputs.push(Tensor::new(vec![2, 1, 1], raw_ints(dt, 2, &mut rng, false)).expect("c"));
+    }
+    check_raw(&g, Contract::Fixed, &inputs, "idiv");
+    // A zero divisor (in c, which divides a in the first graph's second node).
+    let mut g = Graph::new();
+    let a = g.add_input("a", TensorType::new(DType::I32, vec![4]));
+    let b = g.add_input("b", TensorType::new(DType::I32, vec![4]));
+    let n = g.add_node(
+        Op::Div,
+        vec![a, b],
+        vec![TensorType::new(DType::I32, vec![4])],
+        "div",
+    );
+    let v = g.node(n).outputs[0];
+    g.add_output("y", v);
+    let ins = [
+        Tensor::new(vec![4], TensorData::I32(vec![5, 6, 7, 8])).expect("a"),
+        Tensor::new(vec![4], TensorData::I32(vec![1, 2, 0, 4])).expect("b"),
+    ];
+    let iopts = qc_interp::Options {
+        contract: Contract::Fixed,
+    };
+    assert!(qc_interp::run(&g, &ins, &iopts).is_err());
+    let (stdout, ok) = run_c_raw(&g, &opts("idiv0", Contract::Fixed), &ins, "idiv0");
+    assert!(!ok && stdout.contains("QC-ERROR 3"), "{stdout}");
+}
+
+/// Quantized div (dequantize → f32 division → quantize) under every contract:
+/// u8 / i8 operands, broadcasting, zero divisors (the zero point) and 0 / 0.
+#[test]
+fn quantized_div_bit_exact() {
+    if !have_gcc() {
+        eprintln!("gcc not installed: skipped");
+        return;
+    }
+    let mut g = Graph::new();
+    let a = g.add_input("a", qt(&[1, 4, 8, 8], QType::U8, 0.037, 131));
+    let b = g.add_input("b", qt(&[1, 4, 8, 8], QType::I8, 0.11, -7));
+    let c = g.add_input("c", qt(&[1, 4, 1, 1], QType::U8, 0.25, 2));
+    let mut outs = Vec::new();
+    for (x, y, q, s, z) in [
+        (a, b, QType::U8, 0.05, 128),
+        (b, a, QType::I8, 0.3, 0),
+        (a, c, QType::I8, 0.02, -3),
+        (c, b, QType::U8, 0.9, 100),
+    ] {
+        let n = g.add_node(Op::Div, vec![x, y], vec![qt(&[1, 4, 8, 8], q, s, z)], "div");
+        outs.push(g.node(n).outputs[0]);
+    }
+    for (i, v) in outs.into_iter().enumerate() {
+        g.add_output(format!("y{i}"), v);
+    }
+    for c in [Contract::Float, Contract::Fixed, Contract::FixedSingle] {
+        verify(&g, &opts("qdiv", c), &[31, 32], &format!("qdiv-{c}"));
+    }
+    // Every pair of codes, zero divisors and 0 / 0 included.
+    let mut g = Graph::new();
+    let a = g.add_input("a", qt(&[256, 1], QType::I8, 0.0173, 5));
+    let b = g.add_input("b", qt(&[256], QType::U8, 0.071, 77));
+    let n = g.add_node(
+        Op::Div,
+        vec![a, b],
+        vec![qt(&[256, 256], QType::I8, 0.013, 1)],
+        "div",
+    );
+    let v = g.node(n).outputs[0];
+    g.add_output("y", v);
+    let ins = [
+        Tensor::new(vec![256, 1], TensorData::I8((-128..=127).collect())).expect("a"),
+        Tensor::new(vec![256], TensorData::U8((0..=255).collect())).expect("b"),
+    ];
+    check_raw(&g, Contract::Fixed, &ins, "qdiv-all");
+}
+
+/// Casts from and to f16 and bf16: every f16 and bf16 bit pattern (NaNs,
+/// subnormals, infinities) to every other type, and f32/f64/integers (ties, halfway
+/// cases, overflow, NaN payloads) to f16 and bf16.
+#[test]
+fn half_casts_bit_exact() {
+    if !have_gcc() {
+        eprintln!("gcc not installed: skipped");
+        return;
+    }
+    let targets = [
+        DType::F32,
+        DType::F64,
+        DType::F16,
+        DType::BF16,
+        DType::I8,
+        DType::U8,
+        DType::I32,
+        DType::U64,
+        DType::I64,
+        DType::Bool,
+    ];
+    let all: Vec<u16> = (0..=u16::MAX).collect();
+    let mut g = Graph::new();
+    let mut inputs = Vec::new();
+    for (k, from) in [DType::F16, DType::BF16].into_iter().enumerate() {
+        let x = g.add_input(format!("h{k}"), TensorType::new(from, vec![65536]));
+        let d = if from == DType::F16 {
+            TensorData::F16(all.clone())
+        } else {
+            TensorData::BF16(all.clone())
+        };
+        inputs.push(Tensor::new(vec![65536], d).expect("h"));
+        for to in targets {
+            let n = g.add_node(
+                Op::Cast { to },
+                vec![x],
+                vec![TensorType::new(to, vec![65536])],
+                "cast",
+            );
+            let v = g.node(n).outputs[0];
+            g.add_output(format!("y{}", g.outputs.len()), v);
+        }
+    }
+    // f32 values around every f16/bf16 rounding boundary and tie, plus random bits.
+    let mut rng = Rng(5);
+    let mut f32s: Vec<u32> = Vec::new();
+    for h in (0..=u16::MAX).step_by(3) {
+        // The f32 bits of normal f16 `h` (other patterns land somewhere else: fine).
+        let h = u32::from(h);
+        let f = ((h & 0x8000) << 16) | ((((h >> 10) & 0x1f) + 112) << 23) | ((h & 0x3ff) << 13);
+        for d in [0u32, 1, 0x0fff, 0x1000, 0x1001, 0x2000] {
+            f32s.push(f.wrapping_add(d));
+            f32s.push(f.wrapping_sub(d));
+        }
+        let b = h << 16;
+        for d in [0x7fffu32, 0x8000, 0x8001, 0x10000, 0x18000] {
+            f32s.push(b.wrapping_add(d));
+        }
+    }
+    for _ in 0..20000 {
+        f32s.push(((rng.next() as u32) << 1) ^ (rng.next() as u32));
+    }
+    // Infinities, NaNs (payloads high and low), the smallest subnormals, 2^-25.
+    f32s.extend([
+        0x7f80_0000,
+        0xff80_0000,
+        0x7f80_0001,
+        0xff80_2001,
+        0x7fc0_0000,
+        0x0000_0001,
+        0x8000_0001,
+        0x3300_0000,
+        0x3300_0001,
+    ]);
+    let nf = f32s.len();
+    let xf = g.add_input("f", TensorType::new(DType::F32, vec![nf]));
+    inputs.push(
+        Tensor::new(
+            vec![nf],
+            TensorData::F32(f32s.iter().map(|&b| f32::from_bits(b)).collect()),
+        )
+        .expect("f"),
+    );
+    // f64 values whose rounding depends on the bits below the upper 32.
+    let mut f64s: Vec<u64> = Vec::new();
+    for &b in f32s.iter().step_by(5) {
+        let d = f64::from(f32::from_bits(b)).to_bits();
+        for delta in [
+            0u64,
+            1,
+            0xffff_ffff,
+            0x1_0000_0000,
+            0x8000_0000,
+            0x1000_0000_0000,
+        ] {
+            f64s.push(d.wrapping_add(delta));
+            f64s.push(d.wrapping_sub(delta));
+        }
+    }
+    f64s.extend([
+        0x7ff0_0000_0000_0000,
+        0x7ff0_0000_0000_0001,
+        0xfff0_0000_8000_0000,
+        0x7ff0_0001_0000_0000,
+        0x7ff8_0000_0000_0000,
+    ]);
+    let nd = f64s.len();
+    let xd = g.add_input("d", TensorType::new(DType::F64, vec![nd]));
+    inputs.push(
+        Tensor::new(
+            vec![nd],
+            TensorData::F64(f64s.iter().map(|&b| f64::from_bits(b)).collect()),
+        )
+        .expect("d"),
+    );
+    let mut rng = Rng(9);
+    let xi = g.add_input("i", TensorType::new(DType::I64, vec![4096]));
+    inputs.push(Tensor::new(vec![4096], raw_ints(DType::I64, 4096, &mut rng, false)).expect("i"));
+    let xu = g.add_input("u", TensorType::new(DType::U16, vec![4096]));
+    inputs.push(Tensor::new(vec![4096], raw_ints(DType::U16, 4096, &mut rng, false)).expect("u"));
+    for (x, n) in [(xf, nf), (xd, nd), (xi, 4096), (xu, 4096)] {
+        for to in [DType::F16, DType::BF16] {
+            let id = g.add_node(
+                Op::Cast { to },
+                vec![x],
+                vec![TensorType::new(to, vec![n])],
+                "cast",
+            );
+            let v = g.node(id).outputs[0];
+            g.add_output(format!("y{}", g.outputs.len()), v);
+        }
+    }
+    check_raw(&g, Contract::Fixed, &inputs, "half-casts");
+}
+
+/// Convolution and pooling over 3 spatial dims (NCDHW): conv with padding, stride,
+/// dilation, groups, per-channel weight zero points and a fused activation; max and
+/// average pools (with and without the padding counted, ceil mode); the global pools;
+/// under all three contracts.
+#[test]
+fn conv_pool_3d_bit_exact() {
+    if !have_gcc() {
+        eprintln!("gcc not installed: skipped");
+        return;
+    }
+    let mut g = Graph::new();
+    let x = g.add_input("x", qt(&[1, 4, 5, 6, 7], QType::I8, 0.05, -3));
+    let xu = g.add_input("xu", qt(&[2, 3, 4, 5, 6], QType::U8, 0.04, 128));
+    let mut outs = Vec::new();
+    let conv = |k: [usize; 3], s: [usize; 3], d: [usize; 3], p: [usize; 6], group, act| {
+        Op::Conv(qc_ir::ConvAttrs {
+            kernel: k.to_vec(),
+            strides: s.to_vec(),
+            dilations: d.to_vec(),
+            pads: p.to_vec(),
+            group,
+            act,
+        })
+    };
+    let w1 = weights(&mut g, &[6, 4, 3, 2, 3], &[0], 41);
+    let b1 = bias(&mut g, 6, 42);
+    let n = g.add_node(
+        conv(
+            [3, 2, 3],
+            [1, 2, 1],
+            [1, 1, 2],
+            [1, 0, 1, 1, 1, 0],
+            1,
+            Activation::Relu,
+        ),
+        vec![x, w1, b1],
+        vec![qt(&[1, 6, 5, 3, 4], QType::I8, 0.09, -20)],
+        "conv3d",
+    );
+    outs.push(g.node(n).outputs[0]);
+    // Grouped, non-zero weight zero points, no bias, u8.
+    let w2 = weights(&mut g, &[6, 1, 2, 2, 2], &[3, -2], 43);
+    let n = g.add_node(
+        conv(
+            [2, 2, 2],
+            [2, 2, 2],
+            [1, 1, 1],
+            [0, 0, 0, 1, 1, 1],
+            3,
+            Activation::None,
+        ),
+        vec![xu, w2],
+        vec![qt(&[2, 6, 2, 3, 3], QType::U8, 0.03, 100)],
+        "conv3d_g",
+    );
+    outs.push(g.node(n).outputs[0]);
+    let pool = |k: [usize; 3], s: [usize; 3], p: [usize; 6], ceil| PoolAttrs {
+        kernel: k.to_vec(),
+        strides: s.to_vec(),
+        dilations: vec![],
+        pads: p.to_vec(),
+        ceil_mode: ceil,
+    };
+    let n = g.add_node(
+        Op::MaxPool {
+            pool: pool([2, 3, 2], [2, 1, 2], [1, 1, 0, 0, 1, 1], false),
+            storage_order: 0,
+        },
+        vec![x],
+        vec![qt(&[1, 4, 3, 6, 4], QType::I8, 0.04, 5)],
+        "maxpool3d",
+    );
+    outs.push(g.node(n).outputs[0]);
+    for (include, ceil, shape) in [
+        (true, false, [2, 3, 2, 3, 3]),
+        (false, true, [2, 3, 3, 3, 4]),
+    ] {
+        let n = g.add_node(
+            Op::AveragePool {
+                pool: pool([3, 2, 3], [2, 2, 2], [1, 0, 1, 1, 1, 1], ceil),
+                count_include_pad: include,
+            },
+            vec![xu],
+            vec![qt(&shape, QType::U8, 0.02, 120)],
+            "avgpool3d",
+        );
+        outs.push(g.node(n).outputs[0]);
+    }
+    let n = g.add_node(
+        Op::GlobalAveragePool,
+        vec![xu],
+        vec![qt(&[2, 3, 1, 1, 1], QType::I8, 0.01, 0)],
+        "gap3d",
+    );
+    outs.push(g.node(n).outputs[0]);
+    let n = g.add_node(
+        Op::GlobalMaxPool,
+        vec![x],
+        vec![qt(&[1, 4, 1, 1, 1], QType::U8, 0.03, 90)],
+        "gmp3d",
+    );
+    outs.push(g.node(n).outputs[0]);
+    for (i, v) in outs.into_iter().enumerate() {
+        g.add_output(format!("y{i}"), v);
+    }
+    for c in [Contract::Fixed, Contract::FixedSingle, Contract::Float] {
+        verify(&g, &opts("c3d", c), &[51, 52], &format!("c3d-{c}"));
+    }
+}
+
+/// A fused add whose scale ratios make the plain double arithmetic round differently
+/// from a fused multiply-add (65 * rb = 2^-23 + 2^-53 on top of 2.5: a tie in f32
+/// after the double sum, above it exactly): the emitter switches to the
+/// round-to-odd kernel, bit-exact with the interpreter for every pair of codes.
+#[test]
+fn fused_add_double_rounding_bit_exact() {
+    if !have_gcc() {
+        eprintln!("gcc not installed: skipped");
+        return;
+    }
+    let rb = 16_519_105.0 * 2f32.powi(-53);
+    let mut g = Graph::new();
+    let a = g.add_input("a", qt(&[256, 1], QType::U8, 0.5, 1));
+    let b = g.add_input("b", qt(&[256], QType::U8, rb, 0));
+    let n = g.add_node(
+        Op::Add {
+            act: Activation::None,
+        },
+        vec![a, b],
+        vec![qt(&[256, 256], QType::U8, 1.0, 3)],
+        "add",
+    );
+    let y = g.node(n).outputs[0];
+    g.add_output("y", y);
+    let src = qc_cgen::emit(&g, &opts("raw", Contract::Float)).expect("emit");
+    assert!(src.source.contains("qc_faddx_u8("), "round-to-odd kernel");
+    let ins = [
+        Tensor::new(vec![256, 1], TensorData::U8((0..=255).collect())).expect("a"),
+        Tensor::new(vec![256], TensorData::U8((0..=255).collect())).expect("b"),
+    ];
+    check_raw(&g, Contract::Float, &ins, "fadd-odd");
+}
+
+/// f32 conv and pooling over 3 spatial dims (bias, groups, dilations, pads, ceil
+/// mode, count_include_pad, global pools), and 3-D max pool with indices (f32 and
+/// quantized, both storage orders).
+#[test]
+fn float_conv_pool_3d_bit_exact() {
+    if !have_gcc() {
+        eprintln!("gcc not installed: skipped");
+        return;
+    }
+    let f = |d: &[usize]| TensorType::f32(d.to_vec());
+    let i64s = |d: &[usize]| TensorType::new(DType::I64, d.to_vec());
+    let mut rng = Rng(57);
+    let mut fconst = |g: &mut Graph, dims: &[usize]| {
+        let n: usize = dims.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| rng.range(-1000, 1000) as f32 / 731.0)
+            .collect();
+        g.add_const(Tensor::from_f32(dims.to_vec(), v).expect("const"))
+    };
+    let mut g = Graph::new();
+    let x = g.add_input("x", f(&[1, 4, 5, 6, 7]));
+    let xq = g.add_input("xq", qt(&[2, 3, 4, 5, 6], QType::I8, 0.05, -3));
+    let mut outs = Vec::new();
+    let w1 = fconst(&mut g, &[6, 2, 3, 2, 3]);
+    let b1 = fconst(&mut g, &[6]);
+    let n = g.add_node(
+        Op::Conv(qc_ir::ConvAttrs {
+            kernel: vec![3, 2, 3],
+            strides: vec![1, 2, 1],
+            dilations: vec![1, 1, 2],
+            pads: vec![1, 0, 1, 1, 1, 0],
+            group: 2,
+            act: Activation::Relu,
+        }),
+        vec![x, w1, b1],
+        vec![f(&[1, 6, 5, 3, 4])],
+        "fconv3d",
+    );
+    outs.push(g.node(n).outputs[0]);
+    let w2 = fconst(&mut g, &[3, 4, 2, 2, 2]);
+    let n = g.add_node(
+        Op::Conv(qc_ir::ConvAttrs {
+            kernel: vec![],
+            strides: vec![2, 2, 2],
+            dilations: vec![],
+            pads: vec![],
+            group: 1,
+            act: Activation::None,
+        }),
+        vec![x, w2],
+        vec![f(&[1, 3, 2, 3, 3])],
+        "fconv3d_nobias",
+    );
+    outs.push(g.node(n).outputs[0]);
+    let pool = |k: [usize; 3], s: [usize; 3], d: Vec<usize>, p: [usize; 6], ceil| PoolAttrs {
+        kernel: k.to_vec(),
+        strides: s.to_vec(),
+        dilations: d,
+        pads: p.to_vec(),
+        ceil_mode: ceil,
+    };
+    let n = g.add_node(
+        Op::MaxPool {
+            pool: pool(
+                [2, 3, 2],
+                [2, 1, 2],
+                vec![2, 1, 1],
+                [1, 1, 0, 0, 1, 1],
+                true,
+            ),
+            storage_order: 0,
+        },
+        vec![x],
+        vec![f(&[1, 4, 3, 6, 4])],
+        "fmaxpool3d",
+    );
+    outs.push(g.node(n).outputs[0]);
+    for (include, ceil, shape) in [
+        (true, false, [1, 4, 3, 3, 4]),
+        (false, true, [1, 4, 3, 3, 4]),
+        (true, true, [1, 4, 3, 3, 4]),
+    ] {
+        let n = g.add_node(
+            Op::AveragePool {
+                pool: pool([3, 2, 3], [2, 2, 2], vec![], [1, 0, 1, 1, 1, 1], ceil),
+                count_include_pad: include,
+            },
+            vec![x],
+            vec![f(&shape)],
+            format!("favgpool3d_{include}_{ceil}"),
+        );
+        outs.push(g.node(n).outputs[0]);
+    }
+    for op in [Op::GlobalMaxPool, Op::GlobalAveragePool] {
+        let n = g.add_node(op, vec![x], vec![f(&[1, 4, 1, 1, 1])], "gpool3d");
+        outs.push(g.node(n).outputs[0]);
+    }
+    let ipool = pool(
+        [2, 3, 2],
+        [2, 2, 2],
+        vec![1, 1, 2],
+        [1, 1, 0, 0, 1, 1],
+        true,
+    );
+    for (i, (src, ty)) in [
+        (x, f(&[1, 4, 3, 4, 4])),
+        (xq, qt(&[2, 3, 3, 3, 3], QType::U8, 0.06, 120)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for order in [0u8, 1] {
+            let n = g.add_node(
+                Op::MaxPool {
+                    pool: ipool.clone(),
+                    storage_order: order,
+                },
+                vec![src],
+                vec![ty.clone(), i64s(ty.shape.dims())],
+                format!("mpi3d{i}{order}"),
+            );
+            outs.extend(g.node(n).outputs.clone());
+        }
+    }
+    for (i, v) in outs.into_iter().enumerate() {
+        g.add_output(format!("y{i}"), v);
+    }
+    for c in [Contract::Fixed, Contract::Float] {
+        verify(&g, &opts("f3d", c), &[91, 92], &format!("f3d-{c}"));
+    }
+}
+
+/// Elementwise ops broadcasting over rank 5 and 6 (merged into at most 4 loops):
+/// quantized add/sub/mul/div, f32 add/sub/mul/div, sum and prelu; a pattern needing
+/// 5 loops is rejected by name.
+#[test]
+fn broadcast_above_rank4_bit_exact() {
+    if !have_gcc() {
+        eprintln!("gcc not installed: skipped");
+        return;
+    }
+    let f = |d: &[usize]| TensorType::f32(d.to_vec());
+    let o5 = [2, 3, 4, 5, 6];
+    let o6 = [2, 3, 2, 2, 3, 4];
+    let mut g = Graph::new();
+    let qa5 = g.add_input("qa5", qt(&o5, QType::U8, 0.04, 128));
+    let qb5 = g.add_input("qb5", qt(&[5, 1], QType::I8, 0.05, 3));
+    let qa6 = g.add_input("qa6", qt(&[2, 3, 2, 1, 1, 4], QType::I8, 0.03, -5));
+    let qb6 = g.add_input("qb6", qt(&[2, 3, 4], QType::U8, 0.07, 100));
+    let fa5 = g.add_input("fa5", f(&o5));
+    let fb5 = g.add_input("fb5", f(&[1, 1, 4, 5, 1]));
+    let fa6 = g.add_input("fa6", f(&[2, 3, 2, 1, 1, 4]));
+    let fb6 = g.add_input("fb6", f(&[1, 1, 1, 2, 3, 4]));
+    let mut outs = Vec::new();
+    let ops = || {
+        [
+            Op::Add {
+                act: Activation::None,
+            },
+            Op::Sub,
+            Op::Mul,
+            Op::Div,
+        ]
+    };
+    for (a, b, out) in [(qa5, qb5, &o5[..]), (qb6, qa6, &o6[..])] {
+        for (i, op) in ops().into_iter().enumerate() {
+            let n = g.add_node(
+                op,
+                vec![a, b],
+                vec![qt(out, QType::I8, 0.1, 2)],
+                format!("q{i}"),
+            );
+            outs.push(g.node(n).outputs[0]);
+        }
+    }
+    for (a, b, out) in [(fa5, fb5, &o5[..]), (fb6, fa6, &o6[..])] {
+        for (i, op) in ops().into_iter().enumerate() {
+            let n = g.add_node(op, vec![a, b], vec![f(out)], format!("f{i}"));
+            outs.push(g.node(n).outputs[0]);
+        }
+        let n = g.add_node(Op::Sum, vec![a, b, a], vec![f(out)], "sum");
+        outs.push(g.node(n).outputs[0]);
+    }
+    let n = g.add_node(Op::PRelu, vec![fa5, fb5], vec![f(&o5)], "prelu");
+    outs.push(g.node(n).outputs[0]);
+    for (i, v) in outs.into_iter().enumerate() {
+        g.add_output(format!("y{i}"), v);
+    }
+    for c in [Contract::Fixed, Contract::Float] {
+        verify(&g, &opts("bc6", c), &[93, 94], &format!("bc6-{c}"));
+    }
+
+    // Alternating broadcast along 5 dims: no merge possible.
+    let mut g = Graph::new();
+    let a = g.add_input("a", f(&[2, 1, 3, 1, 2]));
+    let b = g.add_input("b", f(&[1, 2, 1, 3, 1]));
+    let n = g.add_node(Op::Mul, vec![a, b], vec![f(&[2, 2, 3, 3, 2])], "mul");
+    let v = g.node(n).outputs[0];
+    g.add_output("y", v);
+    let e = qc_cgen::emit(&g, &opts("bc5", Contract::Fixed)).expect_err("5 loops");
+    assert!(e.to_string().contains("5 loops"), "{e}");
+}
+
+/// Quantized lrn: bit-exact under the float contract (odd and even window sizes,
+/// u8 and i8), rejected by name under the fixed contracts.
+#[test]
+fn quantized_lrn_bit_exact() {
+    if !have_gcc() {
+        eprintln!("gcc not installed: skipped");
+        return;
+    }
+    let mut g = Graph::new();
+    let a = g.add_input("a", qt(&[2, 7, 3, 4], QType::U8, 0.05, 128));
+    let b = g.add_input("b", qt(&[1, 5, 6], QType::I8, 0.1, -4));
+    let mut outs = Vec::new();
+    for (x, shape, size, alpha, beta, bias, q, s, z) in [
+        (a, &[2, 7, 3, 4][..], 3, 0.5, 0.75, 1.0, QType::I8, 0.03, 0),
+        (
+            a,
+            &[2, 7, 3, 4][..],
+            4,
+            2e-2,
+            0.6,
+            2.0,
+            QType::U8,
+            0.02,
+            120,
+        ),
+        (b, &[1, 5, 6][..], 5, 1e-1, 1.3, 0.5, QType::I8, 0.05, 7),
+    ] {
+        let n = g.add_node(
+            Op::Lrn(qc_ir::LrnAttrs {
+                size,
+                alpha,
+                beta,
+                bias,
+            }),
+            vec![x],
+            vec![qt(shape, q, s, z)],
+            "lrn",
+        );
+        outs.push(g.node(n).outputs[0]);
+    }
+    for (i, v) in outs.into_iter().enumerate() {
+        g.add_output(format!("y{i}"), v);
+    }
+    verify(&g, &opts("qlrn", Contract::Float), &[95, 96, 97], "qlrn");
+    for c in [Contract::Fixed, Contract::FixedSingle] {
+        let e = qc_cgen::emit(&g, &opts("qlrn", c)).expect_err("integer-only lrn");
+        assert!(e.to_string().contains("no integer-only form"), "{e}");
+    }
+}
+
+/// f32 batch norm with parameters computed at run time: `sqrt(var + eps)` in C is
+/// the correctly rounded integer square root (every 4099th positive bit pattern,
+/// subnormals, zeros, infinities, NaN and negative variances), and random models.
+#[test]
+fn runtime_batch_norm_bit_exact() {
+    if !have_gcc() {
+        eprintln!("gcc not installed: skipped");
+        return;
+    }
+    let mut var: Vec<f32> = (0..0x7f80_0000u32)
+        .step_by(4099)
+        .map(f32::from_bits)
+        .collect();
+    var.extend([
+        0.0,
+        -0.0,
+        f32::INFINITY,
+        f32::NAN,
+        -1.0,
+        f32::MIN_POSITIVE,
+        2.0,
+        4.0,
+    ]);
+    var.extend((1..64).map(f32::from_bits));
+    let c = var.len();
+    let f = |d: &[usize]| TensorType::f32(d.to_vec());
+    let mut g = Graph::new();
+    let x = g.add_input("x", f(&[1, c, 1]));
+    let p: Vec<_> = ["s", "b", "mean", "var"]
+        .iter()
+        .map(|n| g.add_input(*n, f(&[c])))
+        .collect();
+    let n = g.add_node(
+        Op::BatchNorm { epsilon: 0.0 },
+        vec![x, p[0], p[1], p[2], p[3]],
+        vec![f(&[1, c, 1])],
+        "bn",
+    );
+    let y = g.node(n).outputs[0];
+    g.add_output("y", y);
+    let t = |v: Vec<f32>| Tensor::from_f32(vec![v.len()], v).expect("tensor");
+    let ins = [
+        Tensor::from_f32(vec![1, c, 1], vec![1.0; c]).expect("x"),
+        t(vec![1.0; c]),
+        t(vec![0.0; c]),
+        t(vec![0.0; c]),
+        t(var),
+    ];
+    check_raw(&g, Contract::Fixed, &ins, "bn-sqrt");
+
+    let mut g = Graph::new();
+    let x = g.add_input("x", f(&[2, 3, 4, 5]));
+    let p: Vec<_> = ["s", "b", "mean", "var"]
+        .iter()
+        .map(|n| g.add_input(*n, f(&[3])))
+        .collect();
+    let n = g.add_node(
+        Op::BatchNorm { epsilon: 1e-5 },
+        vec![x, p[0], p[1], p[2], p[3]],
+        vec![f(&[2, 3, 4, 5])],
+        "bn",
+    );
+    let y = g.node(n).outputs[0];
+    g.add_output("y", y);
+    // Random variances in [-4, 4]: negative ones give NaN in both.
+    for c in [Contract::Fixed, Contract::Float] {
+        verify(&g, &opts("bnrt", c), &[98, 99], &format!("bnrt-{c}"));
+    }
+}
+
+/// ConvTranspose over 3 spatial dims: f32 (strides, dilations, pads, output
+/// padding, bias) and quantized (groups, per-channel weights); 3-D conv_integer.
+#[test]
+fn conv_transpose_3d_bit_exact() {
+    if !have_gcc() {
+        eprintln!("gcc not installed: skipped");
+        return;
+    }
+    let mut rng = Rng(71);
+    let ct = |s: Vec<usize>, d: Vec<usize>, p: Vec<usize>, op: Vec<usize>, group, act| {
+        Op::ConvTranspose(qc_ir::ConvTransposeAttrs {
+            kernel: vec![],
+            strides: s,
+            dilations: d,
+            pads: p,
+            output_padding: op,
+            group,
+            act,
+        })
+    };
+    let f = |d: &[usize]| TensorType::f32(d.to_vec());
+    let mut g = Graph::new();
+    let x = g.add_input("x", f(&[1, 2, 3, 4, 3]));
+    let wv: Vec<f32> = (0..2 * 3 * 2 * 3 * 2)
+        .map(|_| rng.range(-100, 100) as f32 / 37.0)
+        .collect();
+    let w = g.add_const(Tensor::new(vec![2, 3, 2, 3, 2], TensorData::F32(wv)).expect("w"));
+    let b = g.add_const(Tensor::new(vec![3], TensorData::F32(vec![0.5, -0.25, 0.1])).expect("b"));
+    let n = g.add_node(
+        ct(
+            vec![2, 1, 2],
+            vec![1, 2, 1],
+            vec![1, 0, 1, 0, 1, 0],
+            vec![1, 0, 1],
+            1,
+            Activation::None,
+        ),
+        vec![x, w, b],
+        vec![f(&[1, 3, 6, 7, 6])],
+        "deconv3d_f",
+    );
+    let y = g.node(n).outputs[0];
+    g.add_output("y", y);
+    for c in [Contract::Fixed, Contract::Float] {
+        verify(
+            &g,
+            &opts("deconv3f", c),
+            &[72, 73],
+            &format!("deconv3d-f-{c}"),
+        );
+    }
+
+    let mut g = Graph::new();
+    let x = g.add_input("x", qt(&[1, 4, 2, 3, 3], QType::U8, 0.05, 120));
+    let wv: Vec<i8> = (0..4 * 3 * 8).map(|_| rng.range(-127, 127) as i8).collect();
+    let w = g.add_const(Tensor::new(vec![4, 3, 2, 2, 2], TensorData::I8(wv)).expect("w"));
+    g.value_mut(w).ty.quant = Some(QuantParams::per_axis(
+        QType::I8,
+        1,
+        vec![0.004, 0.006, 0.009],
+        vec![0, 2, -1],
+    ));
+    let b = bias(&mut g, 6, 74);
+    let n = g.add_node(
+        ct(
+            vec![1, 2, 2],
+            vec![],
+            vec![],
+            vec![0, 1, 0],
+            2,
+            Activation::Relu,
+        ),
+        vec![x, w, b],
+        vec![qt(&[1, 6, 3, 7, 6], QType::U8, 0.08, 100)],
+        "deconv3d_q",
+    );
+    let y = g.node(n).outputs[0];
+    g.add_output("y", y);
+    for c in [Contract::Fixed, Contract::FixedSingle, Contract::Float] {
+        verify(
+            &g,
+            &opts("deconv3q", c),
+            &[75, 76],
+            &format!("deconv3d-q-{c}"),
+        );
+    }
+
+    // conv_integer over 3 spatial dims, raw u8 made from a float input.
+    let mut g = Graph::new();
+    let x = g.add_input("x", f(&[1, 2, 4, 5, 4]));
+    let k = g.add_const(Tensor::new(vec![1], TensorData::F32(vec![40.0])).expect("k"));
+    let n = g.add_node(Op::Mul, vec![x, k], vec![f(&[1, 2, 4, 5, 4])], "scale");
+    let xs = g.node(n).outputs[0];
+    let n = g.add_node(
+        Op::Cast { to: DType::U8 },
+        vec![xs],
+        vec![TensorType::new(DType::U8, vec![1, 2, 4, 5, 4])],
+        "cast",
+    );
+    let xu = g.node(n).outputs[0];
+    let wv: Vec<i8> = (0..3 * 2 * 2 * 3 * 2)
+        .map(|_| rng.range(-128, 127) as i8)
+        .collect();
+    let w = g.add_const(Tensor::new(vec![3, 2, 2, 3, 2], TensorData::I8(wv)).expect("w"));
+    let zx = g.add_const(Tensor::new(vec![], TensorData::U8(vec![7])).expect("zx"));
+    let n = g.add_node(
+        Op::ConvInteger(qc_ir::ConvAttrs {
+            kernel: vec![2, 3, 2],
+            strides: vec![1, 2, 2],
+            dilations: vec![2, 1, 1],
+            pads: vec![1, 1, 0, 0, 1, 1],
+            group: 1,
+            act: Activation::None,
+        }),
+        vec![xu, w, zx],
+        vec![TensorType::new(DType::I32, vec![1, 3, 3, 3, 2])],
+        "conv_integer3d",
+    );
+    let y = g.node(n).outputs[0];
+    g.add_output("y", y);
+    verify(&g, &opts("conv_int3", Contract::Fixed), &[77], "conv-int3d");
 }
