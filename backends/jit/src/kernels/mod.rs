@@ -329,10 +329,38 @@ mod x86 {
         toff: *const usize,
         ntaps: usize,
     ) {
+        // SAFETY: the caller's contract.
+        let acc = unsafe { taps_sums::<R>(a, a_row, b, b_step, kq, toff, ntaps) };
+        for (r, acc) in acc.iter().enumerate() {
+            // SAFETY: out holds R × NR512 i32 (contract).
+            unsafe {
+                let o = out.add(r * NR512);
+                _mm512_storeu_si512(o.cast(), acc[0]);
+                _mm512_storeu_si512(o.add(16).cast(), acc[1]);
+            }
+        }
+    }
+
+    /// The sums of the tap kernel's `R × NR512` tile, in registers.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F/BW/VNNI; tap `t`'s `kq` steps of B start `toff[t]` bytes
+    /// past `b` and hold `NR512` columns of quads each; A's row `r` holds `ntaps · kq`
+    /// quads.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[inline]
+    unsafe fn taps_sums<const R: usize>(
+        a: *const u8,
+        a_row: usize,
+        b: *const u8,
+        b_step: usize,
+        kq: usize,
+        toff: *const usize,
+        ntaps: usize,
+    ) -> [[__m512i; 2]; R] {
         let mut acc = [[_mm512_setzero_si512(); 2]; R];
         for t in 0..ntaps {
-            // SAFETY: the contract: tap t's kq steps of B start toff[t] bytes past b
-            // and hold nr columns of quads each; A's row r holds ntaps · kq quads.
+            // SAFETY: the caller's contract.
             unsafe {
                 let bt = b.add(*toff.add(t));
                 let at = a.add(4 * t * kq);
@@ -349,14 +377,7 @@ mod x86 {
                 }
             }
         }
-        for (r, acc) in acc.iter().enumerate() {
-            // SAFETY: out holds R × NR512 i32 (contract).
-            unsafe {
-                let o = out.add(r * NR512);
-                _mm512_storeu_si512(o.cast(), acc[0]);
-                _mm512_storeu_si512(o.add(16).cast(), acc[1]);
-            }
-        }
+        acc
     }
 
     /// The C-ABI entry of the AVX-512 quad kernel over taps (`mr` in `1..=MR512`):
@@ -483,25 +504,8 @@ mod x86 {
         cols: usize,
     ) {
         use super::requant::x86::{requant16, Lanes};
-        let mut acc = [[_mm512_setzero_si512(); 2]; R];
-        for t in 0..ntaps {
-            // SAFETY: as in `dpbusd512_taps`.
-            unsafe {
-                let bt = b.add(*toff.add(t));
-                let at = a.add(4 * t * kq);
-                for q in 0..kq {
-                    let bp = bt.add(q * b_step);
-                    let b0 = _mm512_loadu_si512(bp.cast());
-                    let b1 = _mm512_loadu_si512(bp.add(64).cast());
-                    for (r, acc) in acc.iter_mut().enumerate() {
-                        let av = (at.add(r * a_row + 4 * q) as *const i32).read_unaligned();
-                        let av = _mm512_set1_epi32(av);
-                        acc[0] = _mm512_dpbusd_epi32(acc[0], b0, av);
-                        acc[1] = _mm512_dpbusd_epi32(acc[1], b1, av);
-                    }
-                }
-            }
-        }
+        // SAFETY: as in `dpbusd512_taps`.
+        let acc = unsafe { taps_sums::<R>(a, a_row, b, b_step, kq, toff, ntaps) };
         let rec_words = crate::linear::RECORD / 4;
         let masks: [__mmask16; 2] = {
             let m = |c: usize| -> __mmask16 {
@@ -516,14 +520,7 @@ mod x86 {
         for (r, acc) in acc.iter().enumerate() {
             // SAFETY: the record, bias and result rows of the contract.
             unsafe {
-                let rr = rec.add(r * rec_words);
-                let zp = *rr.add(1);
-                let lanes = Lanes {
-                    m: _mm512_set1_ps(f32::from_bits(*rr as u32)),
-                    lo: _mm512_set1_epi32(*rr.add(2) - zp),
-                    hi: _mm512_set1_epi32(*rr.add(3) - zp),
-                    zp: _mm512_set1_epi32(zp),
-                };
+                let lanes = Lanes::of_record(rec.add(r * rec_words));
                 let bv = if bias.is_null() {
                     _mm512_setzero_si512()
                 } else {

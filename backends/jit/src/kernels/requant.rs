@@ -33,6 +33,25 @@ pub(crate) mod x86 {
         pub zp: __m512i,
     }
 
+    impl Lanes {
+        /// One output row's parameters in every lane, from its epilogue record.
+        ///
+        /// # Safety
+        /// `rr` points at a record (`linear::RECORD` bytes: `[m as f32 bits, zp, lo,
+        /// hi, …]`).
+        #[target_feature(enable = "avx512f")]
+        pub(crate) unsafe fn of_record(rr: *const i32) -> Lanes {
+            // SAFETY: the caller's record.
+            let (m, zp, lo, hi) = unsafe { (*rr, *rr.add(1), *rr.add(2), *rr.add(3)) };
+            Lanes {
+                m: _mm512_set1_ps(f32::from_bits(m as u32)),
+                lo: _mm512_set1_epi32(lo - zp),
+                hi: _mm512_set1_epi32(hi - zp),
+                zp: _mm512_set1_epi32(zp),
+            }
+        }
+    }
+
     /// 16 biased sums to clamped results, the module's formula lane by lane: `f32 ·
     /// m`, clamp ±2^24, round half to even, clamp to `[lo - zp, hi - zp]`, `+ zp`.
     #[target_feature(enable = "avx512f")]
@@ -65,14 +84,7 @@ pub(crate) mod x86 {
         // SAFETY: every access is inside the rows and columns the contract sizes.
         unsafe {
             for r in 0..rows {
-                let rr = rec.add(r * rec_words);
-                let zp = *rr.add(1);
-                let lanes = Lanes {
-                    m: _mm512_set1_ps(f32::from_bits(*rr as u32)),
-                    lo: _mm512_set1_epi32(*rr.add(2) - zp),
-                    hi: _mm512_set1_epi32(*rr.add(3) - zp),
-                    zp: _mm512_set1_epi32(zp),
-                };
+                let lanes = Lanes::of_record(rec.add(r * rec_words));
                 let b = if bias.is_null() {
                     _mm512_setzero_si512()
                 } else {
