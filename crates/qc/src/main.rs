@@ -1057,7 +1057,9 @@ fn bench(
     let ins: Vec<&[u8]> = in_bytes.iter().map(Vec::as_slice).collect();
     let mut out_bytes = Vec::with_capacity(jit.output_types().len());
     for ty in jit.output_types() {
-        let n = ty.numel().map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+        let n = ty
+            .numel()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
         out_bytes.push(vec![0u8; n * ty.dtype.size()]);
     }
     let mut run = || -> Result<()> {

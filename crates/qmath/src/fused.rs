@@ -311,25 +311,27 @@ mod tests {
     }
 
     #[test]
-    fn add_is_exact_where_the_real_sum_is_a_code() {
+    fn add_is_exact_where_the_real_sum_is_a_code() -> crate::Result<()> {
         // a = 2 * (qa - 10), b = 2 * (qb - 20), c = 2 * (qc - 30): qc = qa + qb.
-        let f = FusedAdd::new((2.0, 10), (2.0, 20), (2.0, 30), QType::U8, AddForm::Both).unwrap();
+        let f = FusedAdd::new((2.0, 10), (2.0, 20), (2.0, 30), QType::U8, AddForm::Both)?;
         assert_eq!(f.apply(15, 25), 30 + 5 + 5);
         assert_eq!(f.apply(0, 0), 0);
         assert_eq!(f.apply(255, 255), 255);
         let f = f.clamp(30, 255);
         assert_eq!(f.apply(5, 20), 30);
+        Ok(())
     }
 
     #[test]
-    fn softmax_of_equal_codes_is_uniform() {
-        let s = FusedSoftmax::new(0.1, (1.0 / 256.0, 0), 4, QType::U8).unwrap();
+    fn softmax_of_equal_codes_is_uniform() -> crate::Result<()> {
+        let s = FusedSoftmax::new(0.1, (1.0 / 256.0, 0), 4, QType::U8)?;
         let mut out = [0; 4];
         s.row(&[7, 7, 7, 7], &mut out);
         assert_eq!(out, [64; 4]);
-        let s = FusedSoftmax::new(0.1, (1.0 / 256.0, -128), 1, QType::I8).unwrap();
+        let s = FusedSoftmax::new(0.1, (1.0 / 256.0, -128), 1, QType::I8)?;
         let mut one = [0];
         s.row(&[-3], &mut one);
         assert_eq!(one, [127]);
+        Ok(())
     }
 }
