@@ -203,7 +203,7 @@ fn detect_quad() -> Option<PairTile> {
     {
         return Some(PairTile {
             addr: x86::dpbusd512_entry as *const () as usize,
-            mr: x86::MR512,
+            mr: x86::MR512_Q,
             nr: x86::NR512,
         });
     }
@@ -252,6 +252,9 @@ mod x86 {
     use std::arch::x86_64::*;
 
     pub(super) const MR512: usize = 6;
+    /// Rows of the quad (`vpdpbusd`) tiles: 16 accumulators, the two B vectors and a
+    /// broadcast fit the 32 registers, and power-of-two channel counts tile exactly.
+    pub(super) const MR512_Q: usize = 8;
     pub(super) const NR512: usize = 32;
     pub(super) const MR512_N16: usize = 12;
     pub(super) const NR512_N16: usize = 16;
@@ -380,7 +383,7 @@ mod x86 {
         acc
     }
 
-    /// The C-ABI entry of the AVX-512 quad kernel over taps (`mr` in `1..=MR512`):
+    /// The C-ABI entry of the AVX-512 quad kernel over taps (`mr` in `1..=MR512_Q`):
     /// the quad kernel's sum, with the `kq` steps of B repeated for each of `ntaps`
     /// taps, tap `t`'s steps starting `toff[t]` bytes past `b` and its A quads at
     /// `4 · t · kq` in each row (rows of `ntaps · kq` quads). Exactness as the quad
@@ -407,6 +410,8 @@ mod x86 {
                 4 => dpbusd512_taps::<4>(a, a_row, b, b_step, kq, out, toff, ntaps),
                 5 => dpbusd512_taps::<5>(a, a_row, b, b_step, kq, out, toff, ntaps),
                 6 => dpbusd512_taps::<6>(a, a_row, b, b_step, kq, out, toff, ntaps),
+                7 => dpbusd512_taps::<7>(a, a_row, b, b_step, kq, out, toff, ntaps),
+                8 => dpbusd512_taps::<8>(a, a_row, b, b_step, kq, out, toff, ntaps),
                 _ => {}
             }
         }
@@ -537,7 +542,7 @@ mod x86 {
         }
     }
 
-    /// The C-ABI entry of [`dpbusd512_q`] (`mr` in `1..=MR512`; a null `toff` is one
+    /// The C-ABI entry of [`dpbusd512_q`] (`mr` in `1..=MR512_Q`; a null `toff` is one
     /// tap at offset 0).
     #[allow(clippy::too_many_arguments)]
     pub(super) extern "C" fn dpbusd512_q_entry(
@@ -592,12 +597,14 @@ mod x86 {
                 4 => go!(4),
                 5 => go!(5),
                 6 => go!(6),
+                7 => go!(7),
+                8 => go!(8),
                 _ => {}
             }
         }
     }
 
-    /// The C-ABI entry of the AVX-512 quad kernel (`mr` in `1..=MR512`).
+    /// The C-ABI entry of the AVX-512 quad kernel (`mr` in `1..=MR512_Q`).
     pub(super) extern "C" fn dpbusd512_entry(
         a: *const u8,
         a_row: usize,
@@ -617,6 +624,8 @@ mod x86 {
                 4 => dpbusd512::<4>(a, a_row, b, b_step, kq, out),
                 5 => dpbusd512::<5>(a, a_row, b, b_step, kq, out),
                 6 => dpbusd512::<6>(a, a_row, b, b_step, kq, out),
+                7 => dpbusd512::<7>(a, a_row, b, b_step, kq, out),
+                8 => dpbusd512::<8>(a, a_row, b, b_step, kq, out),
                 _ => {}
             }
         }
@@ -773,7 +782,7 @@ mod tests {
         let (kq, nr) = (19, x86::NR512);
         let a_row = kq * 4 + 8;
         let b_step = nr * 4 + 12;
-        let a: Vec<i8> = (0..x86::MR512 * a_row)
+        let a: Vec<i8> = (0..x86::MR512_Q * a_row)
             .map(|i| match i % 7 {
                 0 => -128,
                 1 => 127,
@@ -789,7 +798,7 @@ mod tests {
                 }
             })
             .collect();
-        for mr in 1..=x86::MR512 {
+        for mr in 1..=x86::MR512_Q {
             let mut out = vec![7i32; mr * nr];
             x86::dpbusd512_entry(
                 a.as_ptr().cast(),
