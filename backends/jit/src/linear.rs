@@ -1373,6 +1373,57 @@ fn copy_static(e: &mut E, dst: Value, src: Value, len: usize) {
     }
 }
 
+/// `dst[i] = src[2 i]` for `i < len` (`len ≥ 16`; static): 16 outputs from 32 loaded
+/// bytes (even lanes), the last 16 from the 32 bytes ending at the last sample `2(len -
+/// 1)` (odd lanes, overlapping what is done with equal bytes). No byte past the last
+/// sample is read.
+fn gather_s2(e: &mut E, dst: Value, src: Value, len: usize) -> Result<()> {
+    // Full steps while the last byte read, 32c + 31, is at most the last sample.
+    let chunks = if 2 * (len - 1) >= 31 {
+        (2 * (len - 1) - 31) / 32 + 1
+    } else {
+        0
+    };
+    let even = shuffle_mask(
+        e,
+        [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30],
+    );
+    e.for_n(chunks, |e, c| {
+        let so = e.muli(c, 32);
+        let sa = e.add(src, so);
+        let a = e.b.ins().load(types::I8X16, mf(), sa, 0);
+        let b = e.b.ins().load(types::I8X16, mf(), sa, 16);
+        let v = e.b.ins().shuffle(a, b, even);
+        let d = e.muli(c, 16);
+        let da = e.add(dst, d);
+        e.b.ins().store(mf(), v, da, 0);
+        Ok(())
+    })?;
+    let done = chunks * 16;
+    if done < len && len > 16 {
+        // 32 bytes from sample 2(len - 16) - 1 ≥ 1, odd lanes.
+        let odd = shuffle_mask(
+            e,
+            [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31],
+        );
+        let first = (2 * (len - 16) - 1) as i32;
+        let a = e.b.ins().load(types::I8X16, mf(), src, first);
+        let b = e.b.ins().load(types::I8X16, mf(), src, first + 16);
+        let v = e.b.ins().shuffle(a, b, odd);
+        e.b.ins().store(mf(), v, dst, (len - 16) as i32);
+        return Ok(());
+    }
+    e.for_n(len - done, |e, i| {
+        let i = e.addi(i, done as i64);
+        let si = e.muli(i, 2);
+        let sa = e.add(src, si);
+        let v = e.b.ins().load(types::I8, mf(), sa, 0);
+        let da = e.add(dst, i);
+        e.b.ins().store(mf(), v, da, 0);
+        Ok(())
+    })
+}
+
 /// Phase 1 for one (batch, group): `R[k][n]` bytes at `raw` from the group's input at
 /// `x`; `zx` is the zero point (its low byte is the storage byte).
 fn im2col_raw(e: &mut E, zx: i32, g: &ConvGeom, x: Value, raw: Value) -> Result<()> {
@@ -1433,55 +1484,7 @@ fn im2col_raw(e: &mut E, zx: i32, g: &ConvGeom, x: Value, raw: Value) -> Result<
                                 copy_static(e, dst, src, len);
                                 Ok(())
                             } else if g.stride[2] == 2 && len >= 16 {
-                                // Stride 2: 16 outputs from 32 loaded bytes (even
-                                // lanes), while the last byte read, 32c + 31, is at
-                                // most the last sample 2(len - 1); the rest one by one.
-                                let chunks = if 2 * (len - 1) >= 31 {
-                                    (2 * (len - 1) - 31) / 32 + 1
-                                } else {
-                                    0
-                                };
-                                let even = shuffle_mask(
-                                    e,
-                                    [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30],
-                                );
-                                e.for_n(chunks, |e, c| {
-                                    let so = e.muli(c, 32);
-                                    let sa = e.add(src, so);
-                                    let a = e.b.ins().load(types::I8X16, mf(), sa, 0);
-                                    let b = e.b.ins().load(types::I8X16, mf(), sa, 16);
-                                    let v = e.b.ins().shuffle(a, b, even);
-                                    let d = e.muli(c, 16);
-                                    let da = e.add(dst, d);
-                                    e.b.ins().store(mf(), v, da, 0);
-                                    Ok(())
-                                })?;
-                                let done = chunks * 16;
-                                if done < len && len > 16 {
-                                    // The last 16 outputs in one more step (overlapping
-                                    // what is done with equal bytes): 32 bytes from
-                                    // sample 2(len - 16) - 1 ≥ 1, odd lanes, the last
-                                    // byte read the last sample 2(len - 1).
-                                    let odd = shuffle_mask(
-                                        e,
-                                        [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31],
-                                    );
-                                    let first = (2 * (len - 16) - 1) as i32;
-                                    let a = e.b.ins().load(types::I8X16, mf(), src, first);
-                                    let b = e.b.ins().load(types::I8X16, mf(), src, first + 16);
-                                    let v = e.b.ins().shuffle(a, b, odd);
-                                    e.b.ins().store(mf(), v, dst, (len - 16) as i32);
-                                    return Ok(());
-                                }
-                                e.for_n(len - done, |e, i| {
-                                    let i = e.addi(i, done as i64);
-                                    let si = e.muli(i, 2);
-                                    let sa = e.add(src, si);
-                                    let v = e.b.ins().load(types::I8, mf(), sa, 0);
-                                    let da = e.add(dst, i);
-                                    e.b.ins().store(mf(), v, da, 0);
-                                    Ok(())
-                                })
+                                gather_s2(e, dst, src, len)
                             } else {
                                 let s = g.stride[2] as i64;
                                 e.for_n(len, |e, i| {
@@ -2174,14 +2177,19 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
             }
         }
     }
-    // Stride-1 convs of one group with a window: implicit GEMM over the taps of a
-    // zero-point-padded copy of the input (no im2col). Outputs are computed on the
-    // padded width (the extra columns discarded), then compacted.
+    // Stride-1 and stride-2 convs of one group with a window: implicit GEMM over the
+    // taps of a zero-point-padded copy of the input (no im2col). Stride 2 splits the
+    // padded input into its four phase planes (even/odd rows × even/odd columns, one
+    // after another along B's columns): tap (ky, kx) then reads phase (ky % 2, kx % 2)
+    // at (ky / 2, kx / 2), a stride-1 window. Outputs are computed on the plane width
+    // (the extra columns discarded), then compacted.
     let flat2 = g.in_sp[0] == 1 && g.out_sp[0] == 1 && g.k[0] == 1 && g.pad[0] == 0;
     let window = g.k[1] * g.k[2] > 1;
+    let st = g.stride[1];
+    let taps_geom = g.stride == [1, 1, 1] || (g.stride == [1, 2, 2] && g.dil == [1, 1, 1]);
     if let (Mode::Q { xq, zx }, true, Some(ft), Some(pw), 1) = (
         mode,
-        flat2 && window && g.group == 1 && g.stride == [1, 1, 1] && ysize == 1,
+        flat2 && window && g.group == 1 && taps_geom && ysize == 1,
         kernels::quad_taps(cx.opts.kernels),
         &w.quant,
         g.group,
@@ -2192,17 +2200,30 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
             let (ih, iw) = (g.in_sp[1], g.in_sp[2]);
             let (oh, ow) = (g.out_sp[1], g.out_sp[2]);
             let (pt, pl) = (g.pad[1], g.pad[2]);
-            let hp = oh + (g.k[1] - 1) * g.dil[1];
-            let wp = ow + (g.k[2] - 1) * g.dil[2];
+            // A phase plane (the padded input itself at stride 1): hp × wp, the
+            // planes `plane` columns apart.
+            let hp = oh + (g.k[1] - 1) * g.dil[1] / st;
+            let wp = ow + (g.k[2] - 1) * g.dil[2] / st;
+            let plane = hp * wp;
+            let phases = st * st;
             let np_out = oh * wp;
-            let max_off = (g.k[1] - 1) * g.dil[1] * wp + (g.k[2] - 1) * g.dil[2];
+            // Per tap, its first B column.
+            let tap_col = |ky: usize, kx: usize| {
+                let (ky, kx) = (ky * g.dil[1], kx * g.dil[2]);
+                ((ky % st) * st + kx % st) * plane + (ky / st) * wp + kx / st
+            };
+            let max_off = (0..g.k[1])
+                .flat_map(|ky| (0..g.k[2]).map(move |kx| (ky, kx)))
+                .map(|(ky, kx)| tap_col(ky, kx))
+                .max()
+                .unwrap_or(0);
             // Every column a tile reads: the last tile's columns plus the farthest tap,
-            // and the whole padded input.
-            let np = round_up((round_up(np_out, t.nr) + max_off).max(hp * wp), t.nr);
+            // and every plane.
+            let np = round_up((round_up(np_out, t.nr) + max_off).max(phases * plane), t.nr);
             // Per tap, the byte offset of its first B column.
             let toff: Vec<usize> = (0..g.k[1])
                 .flat_map(|ky| (0..g.k[2]).map(move |kx| (ky, kx)))
-                .map(|(ky, kx)| (ky * g.dil[1] * wp + kx * g.dil[2]) * 4)
+                .map(|(ky, kx)| tap_col(ky, kx) * 4)
                 .collect();
             let toff = cx.pool.add_slice(&toff);
             let kq_bytes = round_up(kq_t * np * 4, 64);
@@ -2213,26 +2234,49 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
             let byte = e.i32c(zx);
             let b8 = e.b.ins().ireduce(types::I8, byte);
             let zv = e.b.ins().splat(types::I8X16, b8);
-            let used = iw.min(wp.saturating_sub(pl));
+            // Per phase plane and plane row: (input row, first plane column, first
+            // input column, length), the in-range samples (static).
+            let mut rows: Vec<(usize, usize, usize, usize)> = Vec::new();
+            for (py, px) in (0..st).flat_map(|a| (0..st).map(move |b| (a, b))) {
+                // Plane column j holds padded column st·j + px: input column
+                // st·j + px - pl, in range for j in [jlo, jhi).
+                let jlo = pl.saturating_sub(px).div_ceil(st);
+                let jhi = ((iw + pl).saturating_sub(px)).div_ceil(st).min(wp);
+                if jlo >= jhi {
+                    continue;
+                }
+                for i in 0..hp {
+                    let Some(iy) = (st * i + py).checked_sub(pt).filter(|&iy| iy < ih) else {
+                        continue;
+                    };
+                    let col0 = (py * st + px) * plane + i * wp + jlo;
+                    rows.push((iy, col0, st * jlo + px - pl, jhi - jlo));
+                }
+            }
             e.for_n(g.batch, |e, bn| {
                 let xo = e.muli(bn, (g.c_in * isz) as i64);
                 let xb = e.add(p.ins[0], xo);
                 let raw = e.addi(bbuf, raw_off as i64);
                 fill_static(e, raw, g.c_in * np, zv, byte);
-                if used > 0 {
+                if !rows.is_empty() {
                     e.for_n(g.c_in, |e, c| {
                         let so = e.muli(c, isz as i64);
                         let src_c = e.add(xb, so);
                         let dof = e.muli(c, np as i64);
                         let dst_c = e.add(raw, dof);
-                        for iy in 0..ih {
-                            let py = iy + pt;
-                            if py >= hp {
-                                break;
+                        for &(iy, col0, ix0, len) in &rows {
+                            let s = e.addi(src_c, (iy * iw + ix0) as i64);
+                            let d = e.addi(dst_c, col0 as i64);
+                            if st == 1 {
+                                copy_static(e, d, s, len);
+                            } else if len >= 16 {
+                                gather_s2(e, d, s, len)?;
+                            } else {
+                                for j in 0..len {
+                                    let v = e.b.ins().load(types::I8, mf(), s, (2 * j) as i32);
+                                    e.b.ins().store(mf(), v, d, j as i32);
+                                }
                             }
-                            let s = e.addi(src_c, (iy * iw) as i64);
-                            let d = e.addi(dst_c, (py * wp + pl) as i64);
-                            copy_static(e, d, s, used);
                         }
                         Ok(())
                     })?;

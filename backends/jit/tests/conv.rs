@@ -326,8 +326,8 @@ fn gemm_shapes_not_multiple_of_tiles() {
 /// Shapes that take each fast path of the quantized packing at least once: the direct
 /// 1×1 (no im2col; column counts with and without a 16-column tail; odd and even k),
 /// stride-1 row copies shorter and longer than 16 bytes and longer than 8 vectors
-/// (a loop), strided gathers, taps entirely in the padding, depthwise and grouped,
-/// and row counts that leave partial native tiles.
+/// (a loop), strided gathers, stride-2 taps over phase planes, taps entirely in the
+/// padding, depthwise and grouped, and row counts that leave partial native tiles.
 #[test]
 fn fixed_shapes_cover_fast_paths() {
     type Case = (
@@ -342,7 +342,7 @@ fn fixed_shapes_cover_fast_paths() {
         [usize; 4],
     );
     #[rustfmt::skip]
-    let shapes: [Case; 14] = [
+    let shapes: [Case; 17] = [
         // c_in, c_out, group, h, w, k, s, d, pads
         // Stride-2 gathers of 16 outputs per vector step, with a scalar tail.
         (3, 8, 1, 9, 70, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]),
@@ -361,6 +361,11 @@ fn fixed_shapes_cover_fast_paths() {
         (2, 3, 1, 2, 300, [1, 3], [1, 1], [1, 1], [0, 1, 0, 1]),
         (3, 5, 1, 4, 5, [3, 3], [1, 1], [1, 1], [3, 3, 3, 3]),
         (32, 37, 1, 7, 7, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        // Stride 2 over phase planes: a 7×7 stem with 16-sample gathers, even kernels
+        // and asymmetric pads, a plane row shorter than 16.
+        (3, 16, 1, 21, 45, [7, 7], [2, 2], [1, 1], [3, 3, 3, 3]),
+        (5, 8, 1, 10, 11, [4, 2], [2, 2], [1, 1], [1, 0, 2, 1]),
+        (4, 9, 1, 8, 9, [3, 3], [2, 2], [1, 1], [0, 1, 1, 0]),
     ];
     let mut rng = Rng(0xfa57);
     for (case, &(c_in, c_out, group, h, w, k, s, d, pads)) in shapes.iter().enumerate() {
