@@ -313,6 +313,9 @@ fn pools() {
             ("f32[1,3,9,8]", false),
             ("u8[1,3,9,8] q(0.1, 12)", true),
             ("i8[2,3,9,8] q(0.1, -3)", true),
+            // Rows wide enough for the max pool's 16-output vector steps.
+            ("u8[1,2,5,70] q(0.1, 12)", true),
+            ("i8[1,2,5,75] q(0.1, -3)", true),
         ] {
             let g = qc_ir::text::parse(&format!(
                 "func @main(%x: {xt}) -> f32[1] {{ %y = max_pool %x {{{attrs}}} : f32[1] return %y }}"

@@ -133,8 +133,48 @@ fn max_into(o: &mut [u8], v: &[u8], first: bool) {
     }
 }
 
-/// `o[j] = max(o[j], v[2j])` (or `v[2j]` when `first`).
+/// `o[j] = max(o[j], v[2j])` (or `v[2j]` when `first`); `v.len() ≥ 2 o.len() - 1`.
 fn max_into_s2(o: &mut [u8], v: &[u8], first: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if o.len() >= 17 && v.len() >= 2 * o.len() - 1 {
+        use std::arch::x86_64::*;
+        // 16 outputs per step (SSE2, part of x86-64): the even bytes of 32 loaded, as
+        // the low bytes of 16-bit lanes packed; the last 16 from the 32 bytes ending at
+        // the last sample, their odd bytes (recomputing a maximum is harmless).
+        let n = o.len();
+        let step = |at: usize, odd: bool, j: usize, o: &mut [u8]| {
+            // SAFETY: 32 bytes at `at ≤ v.len() - 32` and 16 at `j ≤ n - 16`, in
+            // bounds by the callers' arithmetic below.
+            unsafe {
+                let a = _mm_loadu_si128(v.as_ptr().add(at).cast());
+                let b = _mm_loadu_si128(v.as_ptr().add(at + 16).cast());
+                let (a, b) = if odd {
+                    (_mm_srli_epi16::<8>(a), _mm_srli_epi16::<8>(b))
+                } else {
+                    let m = _mm_set1_epi16(0xff);
+                    (_mm_and_si128(a, m), _mm_and_si128(b, m))
+                };
+                let w = _mm_packus_epi16(a, b);
+                let dst = o.as_mut_ptr().add(j);
+                let r = if first {
+                    w
+                } else {
+                    _mm_max_epu8(w, _mm_loadu_si128(dst.cast()))
+                };
+                _mm_storeu_si128(dst.cast(), r);
+            }
+        };
+        let mut j = 0;
+        // Even steps while their 32 bytes end at or before the last sample 2(n - 1).
+        while 2 * j + 31 <= 2 * (n - 1) {
+            step(2 * j, false, j, o);
+            j += 16;
+        }
+        if j < n {
+            step(2 * (n - 16) - 1, true, n - 16, o);
+        }
+        return;
+    }
     for (j, a) in o.iter_mut().enumerate() {
         let b = v[2 * j];
         *a = if first { b } else { (*a).max(b) };
