@@ -676,38 +676,11 @@ fn native_tile(
         (e.muli(ni, 4), (job.np * 4) as i64)
     };
     let bp = e.add(job.b, bp);
-    // The 32-column quad tile with the `float` epilogue fused, straight to the result.
-    let quad = kernels::quad_tile(crate::KernelSet::Auto).map(|q| q.addr);
-    if let (Some(fq), true) = (
-        kernels::quad_requant(crate::KernelSet::Auto),
-        quad == Some(t.addr),
-    ) {
-        if let Some(ep) = requant_args(e, mode, job, epi, mi, ni) {
-            let (steps, toff, ntaps) = match job.taps {
-                Some((toff, ntaps, kq_t, _)) => (kq_t, toff as i64, ntaps as i64),
-                None => (job.kp, 0, 1),
-            };
-            let mut args = vec![
-                ap,
-                e.ic(a_row),
-                bp,
-                e.ic(b_step),
-                e.ic(steps as i64),
-                e.ic(mr as i64),
-                e.ic(toff),
-                e.ic(ntaps),
-            ];
-            args.extend(ep);
-            args.push(e.ic(cols as i64));
-            e.call_addr(fq, &args);
-            return Ok(());
-        }
-    }
-    // The tap kernel takes the quad tile's arguments (with the quads per tap as the
-    // step count) plus its offset table and tap count.
-    let (addr, steps, extra) = match job.taps {
-        Some((toff, ntaps, kq_t, ft)) => (ft, kq_t, Some((toff, ntaps))),
-        None => (t.addr, job.kp, None),
+    // Every tile kernel's leading arguments; the tap kernel takes the quads per tap as
+    // the step count, then (after its output) its offset table and tap count.
+    let (steps, taps) = match job.taps {
+        Some((toff, ntaps, kq_t, ft)) => (kq_t, Some((toff as i64, ntaps as i64, ft))),
+        None => (job.kp, None),
     };
     let mut args = vec![
         ap,
@@ -716,12 +689,32 @@ fn native_tile(
         e.ic(b_step),
         e.ic(steps as i64),
         e.ic(mr as i64),
-        buf,
     ];
-    if let Some((toff, ntaps)) = extra {
-        args.push(e.ic(toff as i64));
-        args.push(e.ic(ntaps as i64));
+    // The 32-column quad tile with the `float` epilogue fused, straight to the result.
+    let quad = kernels::quad_tile(crate::KernelSet::Auto).map(|q| q.addr);
+    if let (Some(fq), true) = (
+        kernels::quad_requant(crate::KernelSet::Auto),
+        quad == Some(t.addr),
+    ) {
+        if let Some(ep) = requant_args(e, mode, job, epi, mi, ni) {
+            let (toff, ntaps) = taps.map_or((0, 1), |(toff, ntaps, _)| (toff, ntaps));
+            args.push(e.ic(toff));
+            args.push(e.ic(ntaps));
+            args.extend(ep);
+            args.push(e.ic(cols as i64));
+            e.call_addr(fq, &args);
+            return Ok(());
+        }
     }
+    args.push(buf);
+    let addr = match taps {
+        Some((toff, ntaps, ft)) => {
+            args.push(e.ic(toff));
+            args.push(e.ic(ntaps));
+            ft
+        }
+        None => t.addr,
+    };
     e.call_addr(addr, &args);
     // Native tiles imply `KernelSet::Auto`, so the native epilogue may be used too.
     let rq = kernels::requant_tile(crate::KernelSet::Auto);

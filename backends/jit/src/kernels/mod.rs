@@ -251,6 +251,17 @@ pub(crate) fn quad_requant(ks: KernelSet) -> Option<usize> {
 mod x86 {
     use std::arch::x86_64::*;
 
+    /// `f::<R>(args)` for the row count `mr` among the listed `R` (nothing for others):
+    /// the C-ABI entries' dispatch to their const-generic tiles.
+    macro_rules! by_rows {
+        ($mr:expr, $f:ident $args:tt, [$($r:literal),*]) => {
+            match $mr {
+                $($r => $f::<$r> $args,)*
+                _ => {}
+            }
+        };
+    }
+
     pub(super) const MR512: usize = 6;
     /// Rows of the quad (`vpdpbusd`) tiles: 16 accumulators, the two B vectors and a
     /// broadcast fit the 32 registers, and power-of-two channel counts tile exactly.
@@ -403,17 +414,11 @@ mod x86 {
         // SAFETY: only handed out by `detect_quad_taps` after AVX-512F/BW/VNNI were
         // detected; generated code passes pointers satisfying the contract.
         unsafe {
-            match mr {
-                1 => dpbusd512_taps::<1>(a, a_row, b, b_step, kq, out, toff, ntaps),
-                2 => dpbusd512_taps::<2>(a, a_row, b, b_step, kq, out, toff, ntaps),
-                3 => dpbusd512_taps::<3>(a, a_row, b, b_step, kq, out, toff, ntaps),
-                4 => dpbusd512_taps::<4>(a, a_row, b, b_step, kq, out, toff, ntaps),
-                5 => dpbusd512_taps::<5>(a, a_row, b, b_step, kq, out, toff, ntaps),
-                6 => dpbusd512_taps::<6>(a, a_row, b, b_step, kq, out, toff, ntaps),
-                7 => dpbusd512_taps::<7>(a, a_row, b, b_step, kq, out, toff, ntaps),
-                8 => dpbusd512_taps::<8>(a, a_row, b, b_step, kq, out, toff, ntaps),
-                _ => {}
-            }
+            by_rows!(
+                mr,
+                dpbusd512_taps(a, a_row, b, b_step, kq, out, toff, ntaps),
+                [1, 2, 3, 4, 5, 6, 7, 8]
+            )
         }
     }
 
@@ -464,21 +469,11 @@ mod x86 {
         // SAFETY: only handed out by `quad_tile_for` after `detect_quad` found
         // AVX-512F/BW/VNNI; generated code passes pointers satisfying the contract.
         unsafe {
-            match mr {
-                1 => dpbusd512_n16::<1>(a, a_row, b, b_step, kq, out),
-                2 => dpbusd512_n16::<2>(a, a_row, b, b_step, kq, out),
-                3 => dpbusd512_n16::<3>(a, a_row, b, b_step, kq, out),
-                4 => dpbusd512_n16::<4>(a, a_row, b, b_step, kq, out),
-                5 => dpbusd512_n16::<5>(a, a_row, b, b_step, kq, out),
-                6 => dpbusd512_n16::<6>(a, a_row, b, b_step, kq, out),
-                7 => dpbusd512_n16::<7>(a, a_row, b, b_step, kq, out),
-                8 => dpbusd512_n16::<8>(a, a_row, b, b_step, kq, out),
-                9 => dpbusd512_n16::<9>(a, a_row, b, b_step, kq, out),
-                10 => dpbusd512_n16::<10>(a, a_row, b, b_step, kq, out),
-                11 => dpbusd512_n16::<11>(a, a_row, b, b_step, kq, out),
-                12 => dpbusd512_n16::<12>(a, a_row, b, b_step, kq, out),
-                _ => {}
-            }
+            by_rows!(
+                mr,
+                dpbusd512_n16(a, a_row, b, b_step, kq, out),
+                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+            )
         }
     }
 
@@ -571,36 +566,25 @@ mod x86 {
         // SAFETY: only handed out by `quad_requant` after AVX-512F/BW/VL/VNNI were
         // detected; generated code passes pointers satisfying the contract.
         unsafe {
-            macro_rules! go {
-                ($r:literal) => {
-                    dpbusd512_q::<$r>(
-                        a,
-                        a_row,
-                        b,
-                        b_step,
-                        kq,
-                        toff,
-                        ntaps,
-                        rec,
-                        bias,
-                        bias_stride,
-                        out,
-                        out_stride,
-                        cols,
-                    )
-                };
-            }
-            match mr {
-                1 => go!(1),
-                2 => go!(2),
-                3 => go!(3),
-                4 => go!(4),
-                5 => go!(5),
-                6 => go!(6),
-                7 => go!(7),
-                8 => go!(8),
-                _ => {}
-            }
+            by_rows!(
+                mr,
+                dpbusd512_q(
+                    a,
+                    a_row,
+                    b,
+                    b_step,
+                    kq,
+                    toff,
+                    ntaps,
+                    rec,
+                    bias,
+                    bias_stride,
+                    out,
+                    out_stride,
+                    cols
+                ),
+                [1, 2, 3, 4, 5, 6, 7, 8]
+            )
         }
     }
 
@@ -617,17 +601,11 @@ mod x86 {
         // SAFETY: only handed out by `detect_quad` after AVX-512F/BW/VNNI were
         // detected; generated code passes pointers satisfying the quad contract.
         unsafe {
-            match mr {
-                1 => dpbusd512::<1>(a, a_row, b, b_step, kq, out),
-                2 => dpbusd512::<2>(a, a_row, b, b_step, kq, out),
-                3 => dpbusd512::<3>(a, a_row, b, b_step, kq, out),
-                4 => dpbusd512::<4>(a, a_row, b, b_step, kq, out),
-                5 => dpbusd512::<5>(a, a_row, b, b_step, kq, out),
-                6 => dpbusd512::<6>(a, a_row, b, b_step, kq, out),
-                7 => dpbusd512::<7>(a, a_row, b, b_step, kq, out),
-                8 => dpbusd512::<8>(a, a_row, b, b_step, kq, out),
-                _ => {}
-            }
+            by_rows!(
+                mr,
+                dpbusd512(a, a_row, b, b_step, kq, out),
+                [1, 2, 3, 4, 5, 6, 7, 8]
+            )
         }
     }
 
@@ -680,15 +658,11 @@ mod x86 {
         // SAFETY: only handed out by `detect` after AVX-512F/BW/VNNI were detected;
         // generated code passes pointers satisfying the module contract.
         unsafe {
-            match mr {
-                1 => vnni512::<1>(a, a_row, b, b_step, kp, out),
-                2 => vnni512::<2>(a, a_row, b, b_step, kp, out),
-                3 => vnni512::<3>(a, a_row, b, b_step, kp, out),
-                4 => vnni512::<4>(a, a_row, b, b_step, kp, out),
-                5 => vnni512::<5>(a, a_row, b, b_step, kp, out),
-                6 => vnni512::<6>(a, a_row, b, b_step, kp, out),
-                _ => {}
-            }
+            by_rows!(
+                mr,
+                vnni512(a, a_row, b, b_step, kp, out),
+                [1, 2, 3, 4, 5, 6]
+            )
         }
     }
 
@@ -704,15 +678,7 @@ mod x86 {
     ) {
         // SAFETY: only handed out by `detect` after AVX2 was detected; generated code
         // passes pointers satisfying the module contract.
-        unsafe {
-            match mr {
-                1 => avx2::<1>(a, a_row, b, b_step, kp, out),
-                2 => avx2::<2>(a, a_row, b, b_step, kp, out),
-                3 => avx2::<3>(a, a_row, b, b_step, kp, out),
-                4 => avx2::<4>(a, a_row, b, b_step, kp, out),
-                _ => {}
-            }
-        }
+        unsafe { by_rows!(mr, avx2(a, a_row, b, b_step, kp, out), [1, 2, 3, 4]) }
     }
 }
 
