@@ -288,8 +288,8 @@ pub(crate) mod x86 {
                 let offs_u = offs;
                 let lanes = Lanes {
                     m: _mm512_loadu_ps(mv.as_ptr()),
-                    lo: _mm512_loadu_si512(lov.as_ptr().cast()),
-                    hi: _mm512_loadu_si512(hiv.as_ptr().cast()),
+                    lo: _mm512_cvtepi32_ps(_mm512_loadu_si512(lov.as_ptr().cast())),
+                    hi: _mm512_cvtepi32_ps(_mm512_loadu_si512(hiv.as_ptr().cast())),
                     zp: _mm512_loadu_si512(zpv.as_ptr().cast()),
                 };
                 let bv = _mm512_loadu_si512(bv.as_ptr().cast());

@@ -11,25 +11,26 @@
 //! **Exactness** (against the generated vector epilogue `linear::requant_vec`, itself
 //! equal to the scalar contract): the sum wraps in i32 like `iadd`; `vcvtdq2ps` and
 //! `vmulps` round to nearest even like `fcvt_from_sint` and `fmul`; the product is
-//! clamped to ±2^24 before `vcvtps2dq` (round to nearest even, the default MXCSR mode
-//! that Rust code runs in), which changes no result: both bounds `lo - zp`, `hi - zp`
-//! are far inside ±2^24 and a product beyond ±2^24 lands beyond them either way (the
-//! generated code saturates the conversion instead; the product is never NaN, as the
-//! sum is an integer and `m` finite). Then the same clamp to `[lo - zp, hi - zp]`, `+
-//! zp`, and a truncating narrow of values already inside the 8-bit range.
+//! clamped to `[lo - zp, hi - zp]` *before* `vcvtps2dq` (round to nearest even, the
+//! default MXCSR mode that Rust code runs in). Clamping before rounding equals
+//! rounding then clamping, as the scalar contract does: rounding is monotone and the
+//! bounds are integers (fixed by it), and the bounds lie far inside the i32 range, so
+//! no conversion overflows (the product is never NaN: the sum is an integer and `m`
+//! finite). Then `+ zp`, and a truncating narrow of values already inside the 8-bit
+//! range.
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
     /// The requantization parameters of 16 lanes: the multiplier `m`, the clamp bounds
-    /// `lo - zp`, `hi - zp` and the zero point (per lane: one channel, or one row's
-    /// value broadcast).
+    /// `lo - zp`, `hi - zp` (as f32, exact) and the zero point (per lane: one channel,
+    /// or one row's value broadcast).
     #[derive(Clone, Copy)]
     pub(crate) struct Lanes {
         pub m: __m512,
-        pub lo: __m512i,
-        pub hi: __m512i,
+        pub lo: __m512,
+        pub hi: __m512,
         pub zp: __m512i,
     }
 
@@ -45,24 +46,20 @@ pub(crate) mod x86 {
             let (m, zp, lo, hi) = unsafe { (*rr, *rr.add(1), *rr.add(2), *rr.add(3)) };
             Lanes {
                 m: _mm512_set1_ps(f32::from_bits(m as u32)),
-                lo: _mm512_set1_epi32(lo - zp),
-                hi: _mm512_set1_epi32(hi - zp),
+                lo: _mm512_set1_ps((lo - zp) as f32),
+                hi: _mm512_set1_ps((hi - zp) as f32),
                 zp: _mm512_set1_epi32(zp),
             }
         }
     }
 
     /// 16 biased sums to clamped results, the module's formula lane by lane: `f32 ·
-    /// m`, clamp ±2^24, round half to even, clamp to `[lo - zp, hi - zp]`, `+ zp`.
+    /// m`, clamp to `[lo - zp, hi - zp]`, round half to even, `+ zp`.
     #[target_feature(enable = "avx512f")]
     pub(crate) fn requant16(s: __m512i, l: &Lanes) -> __m512i {
-        let lim = _mm512_set1_ps(16_777_216.0);
-        let nlim = _mm512_set1_ps(-16_777_216.0);
         let f = _mm512_mul_ps(_mm512_cvtepi32_ps(s), l.m);
-        let f = _mm512_min_ps(_mm512_max_ps(f, nlim), lim);
-        let i = _mm512_cvtps_epi32(f);
-        let i = _mm512_min_epi32(_mm512_max_epi32(i, l.lo), l.hi);
-        _mm512_add_epi32(i, l.zp)
+        let f = _mm512_min_ps(_mm512_max_ps(f, l.lo), l.hi);
+        _mm512_add_epi32(_mm512_cvtps_epi32(f), l.zp)
     }
 
     /// # Safety
