@@ -2045,6 +2045,51 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
             ow: g.out_sp[2],
         };
         let flat = g.in_sp[0] == 1 && g.out_sp[0] == 1 && g.k[0] == 1 && g.pad[0] == 0;
+        // Byte planes and `vpdpbusd` quads, the `float` contract's epilogue fused: one
+        // call per image (i8 weights only).
+        if let (
+            true,
+            Some(fq),
+            Epi::Q {
+                table,
+                q: QType::U8 | QType::I8,
+                contract: Contract::Float,
+            },
+        ) = (
+            flat && plane.ow >= kernels::dwq::MIN_OW && kernels::dwq::applies(&plane, g.c_in),
+            kernels::dwq(cx.opts.kernels),
+            epi,
+        ) {
+            let signed = xq == QType::I8;
+            let packed = match dw_weights_bias(cx, &wt, pw, g.c_out, k)? {
+                Some((wv, bias)) => kernels::dwq::pack(&plane, &wv, &bias, g.c_out, zx, signed),
+                None => None,
+            };
+            if let Some((wp, bp)) = packed {
+                let wtab = cx.pool.add_i32(&wp);
+                let btab = cx.pool.add_i32(&bp);
+                let prm = kernels::dw16::params(&plane, zx, signed, g.c_out, cout_g);
+                let ptab = cx.pool.add_slice(&prm);
+                e.for_n(g.batch, |e, bn| {
+                    let xo = e.muli(bn, (g.c_in * isz) as i64);
+                    let xb = e.add(p.ins[0], xo);
+                    let yo = e.muli(bn, (g.c_out * n) as i64);
+                    let yb = e.add(p.outs[0], yo);
+                    let args = [
+                        e.ic(ptab as i64),
+                        xb,
+                        e.ic(wtab as i64),
+                        e.ic(btab as i64),
+                        e.ic(table as i64),
+                        yb,
+                        bbuf,
+                    ];
+                    e.call_addr(fq, &args);
+                    Ok(())
+                })?;
+                return Ok(kernels::dwq::scratch_bytes(&plane));
+            }
+        }
         // Channels in the lanes, the `float` contract's epilogue fused: one call per
         // image.
         if let (

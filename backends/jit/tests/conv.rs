@@ -342,7 +342,7 @@ fn fixed_shapes_cover_fast_paths() {
         [usize; 4],
     );
     #[rustfmt::skip]
-    let shapes: [Case; 17] = [
+    let shapes: [Case; 20] = [
         // c_in, c_out, group, h, w, k, s, d, pads
         // Stride-2 gathers of 16 outputs per vector step, with a scalar tail.
         (3, 8, 1, 9, 70, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]),
@@ -366,6 +366,11 @@ fn fixed_shapes_cover_fast_paths() {
         (3, 16, 1, 21, 45, [7, 7], [2, 2], [1, 1], [3, 3, 3, 3]),
         (5, 8, 1, 10, 11, [4, 2], [2, 2], [1, 1], [1, 0, 2, 1]),
         (4, 9, 1, 8, 9, [3, 3], [2, 2], [1, 1], [0, 1, 1, 0]),
+        // Depthwise rows of 32 outputs or more (byte planes and quads): two 64-column
+        // steps with a tail, stride 2 with a channel multiplier, dilated 5×5.
+        (6, 6, 6, 9, 70, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        (4, 8, 4, 10, 80, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]),
+        (3, 3, 3, 5, 66, [5, 5], [1, 1], [2, 2], [4, 4, 4, 4]),
     ];
     let mut rng = Rng(0xfa57);
     for (case, &(c_in, c_out, group, h, w, k, s, d, pads)) in shapes.iter().enumerate() {

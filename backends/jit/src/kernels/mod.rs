@@ -69,6 +69,7 @@ fn detect() -> Option<PairTile> {
 }
 
 pub(crate) mod dw16;
+pub(crate) mod dwq;
 pub(crate) mod dw_plane;
 pub(crate) mod gemv;
 pub(crate) mod max_pool;
@@ -85,6 +86,8 @@ enum Needs {
     Bw,
     /// AVX-512F, BW and VNNI (`vpdpbusd`).
     Vnni,
+    /// AVX-512F, BW, VL, VNNI and VBMI (`vpermb`).
+    VnniVbmi,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -95,6 +98,7 @@ fn has(n: Needs) -> bool {
         Needs::BwVl => base && f!("avx512vl"),
         Needs::Bw => base,
         Needs::Vnni => base && f!("avx512vnni"),
+        Needs::VnniVbmi => base && f!("avx512vl") && f!("avx512vnni") && f!("avx512vbmi"),
     }
 }
 
@@ -128,6 +132,12 @@ macro_rules! entry {
 /// (contract in [`dw16`]).
 pub(crate) fn dw16(ks: KernelSet) -> Option<usize> {
     native(ks, Needs::BwVl, || entry!(dw16::x86::entry))
+}
+
+/// The byte-plane depthwise kernel with `vpdpbusd` quads and the fused
+/// `float`-contract epilogue (contract in [`dwq`]).
+pub(crate) fn dwq(ks: KernelSet) -> Option<usize> {
+    native(ks, Needs::VnniVbmi, || entry!(dwq::x86::entry))
 }
 
 /// The depthwise plane kernel, over groups of channels (contracts in [`dw_plane`]).
