@@ -262,6 +262,19 @@ pub(crate) mod x86 {
         }
         let rec_words = crate::linear::RECORD / 4;
         let mut held = vec![usize::MAX; span];
+        // Flat: each output pixel's first tap, in floats, for whole groups of 16
+        // (past-the-end pixels repeat the last one; their results are not stored).
+        let mut bases = Vec::new();
+        if flat {
+            bases.reserve(n.div_ceil(16) * 16);
+            for oy in 0..p.oh {
+                for ox in 0..p.ow {
+                    bases.push((oy * p.sh * wa + ox * p.sw) * 16);
+                }
+            }
+            let last = bases.last().copied().unwrap_or(0);
+            bases.resize(n.div_ceil(16) * 16, last);
+        }
         let zxv = _mm512_set1_epi32(zx);
         // SAFETY (whole body): offsets stay inside the buffers the contract sizes; the
         // gather reads argued in the module docs.
@@ -302,6 +315,9 @@ pub(crate) mod x86 {
                     // per 16 pixels, whatever the row width), each pixel to its padded
                     // row and column.
                     let mut i0 = 0;
+                    // Row and column of pixel i0 + j (counted, not divided: a
+                    // division per pixel cost as much as the rest).
+                    let (mut iy, mut ix) = (0usize, 0usize);
                     while i0 < isz {
                         let cnt = (isz - i0).min(16);
                         let m: __mmask16 = if cnt == 16 { 0xffff } else { (1u16 << cnt) - 1 };
@@ -310,9 +326,13 @@ pub(crate) mod x86 {
                             *r = _mm_maskz_loadu_epi8(m, x.add(o + i0).cast());
                         }
                         let px = transpose16(rows);
-                        for (j, b) in px.iter().enumerate().take(cnt) {
-                            let (iy, ix) = ((i0 + j) / p.iw, (i0 + j) % p.iw);
+                        for b in px.iter().take(cnt) {
                             let (py, col) = (iy + p.pt, ix + p.pl);
+                            ix += 1;
+                            if ix == p.iw {
+                                ix = 0;
+                                iy += 1;
+                            }
                             if py >= span || col >= wa {
                                 continue;
                             }
@@ -415,11 +435,7 @@ pub(crate) mod x86 {
                         // Each pixel's first tap, in floats (past-the-end pixels
                         // repeat the last one; their results are not stored).
                         let mut base = [0usize; 16];
-                        for (j, b) in base.iter_mut().enumerate() {
-                            let q = (p0 + j).min(n - 1);
-                            let (oy, ox) = (q / p.ow, q % p.ow);
-                            *b = (oy * p.sh * wa + ox * p.sw) * 16;
-                        }
+                        base.copy_from_slice(&bases[p0..p0 + 16]);
                         let mut acc = [_mm512_setzero_ps(); 16];
                         for ky in 0..p.kh {
                             for kx in 0..p.kw {
