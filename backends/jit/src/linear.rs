@@ -690,12 +690,15 @@ fn native_tile(
         e.ic(steps as i64),
         e.ic(mr as i64),
     ];
-    // The 32-column quad tile with the `float` epilogue fused, straight to the result.
+    // The 32-column quad tile with the `float` epilogue fused, straight to the result
+    // (over taps, on the tap kernels' interleaved A).
     let quad = kernels::quad_tile(crate::KernelSet::Auto).map(|q| q.addr);
-    if let (Some(fq), true) = (
-        kernels::quad_requant(crate::KernelSet::Auto),
-        quad == Some(t.addr),
-    ) {
+    let fused = if taps.is_some() {
+        kernels::quad_requant_taps(crate::KernelSet::Auto)
+    } else {
+        kernels::quad_requant(crate::KernelSet::Auto)
+    };
+    if let (Some(fq), true) = (fused, quad == Some(t.addr)) {
         if let Some(ep) = requant_args(e, mode, job, epi, mi, ni) {
             let (toff, ntaps) = taps.map_or((0, 1), |(toff, ntaps, _)| (toff, ntaps));
             args.push(e.ic(toff));
@@ -1812,14 +1815,20 @@ fn taps_setup(
     let zxp = i64::from(if xq == QType::U8 { zx } else { zx + 128 });
     let kq_t = c_in.div_ceil(4);
     let row = taps * kq_t * 4;
-    let mut pa = vec![0u8; c_out * row];
+    // The tap kernels' interleaved A: blocks of `il` rows (zero rows pad the last),
+    // quad step `s` of a block's row `i` at `4 · (il · s + i)`; row block `b` starts
+    // at `b · il · row`, where row-major row `b · il` would.
+    let il = kernels::QUAD_TAPS_IL;
+    let mut pa = vec![0u8; round_up(c_out, il) * row];
     let mut init = Vec::with_capacity(c_out);
     for r in 0..c_out {
         // ONNX order of a row: channel, then the taps of the kernel window.
         let w = &wv[r * k..(r + 1) * k];
+        let base = (r / il) * il * row + 4 * (r % il);
         for c in 0..c_in {
             for tap in 0..taps {
-                pa[r * row + tap * kq_t * 4 + c] = w[c * taps + tap] as i8 as u8;
+                let s = tap * kq_t + c / 4;
+                pa[base + 4 * il * s + c % 4] = w[c * taps + tap] as i8 as u8;
             }
         }
         let sum: i64 = w.iter().map(|&v| i64::from(v)).sum();

@@ -69,8 +69,8 @@ fn detect() -> Option<PairTile> {
 }
 
 pub(crate) mod dw16;
-pub(crate) mod dwq;
 pub(crate) mod dw_plane;
+pub(crate) mod dwq;
 pub(crate) mod gemv;
 pub(crate) mod max_pool;
 pub(crate) mod qbinary;
@@ -226,7 +226,8 @@ fn detect_quad() -> Option<PairTile> {
 }
 
 /// The quad kernel over taps (implicit-GEMM convolution), when the quad kernel exists:
-/// its address (`x86::dpbusd512_taps_entry`; tile shape that of [`quad_tile`]).
+/// its address (`x86::dpbusd512_taps_entry`; tile shape that of [`quad_tile`]; A in
+/// the interleaved layout of [`QUAD_TAPS_IL`]).
 pub(crate) fn quad_taps(ks: KernelSet) -> Option<usize> {
     quad_tile(ks)?;
     #[cfg(target_arch = "x86_64")]
@@ -256,6 +257,23 @@ pub(crate) fn quad_requant(ks: KernelSet) -> Option<usize> {
     }
 }
 
+/// [`quad_requant`] for the tap kernel's interleaved A ([`quad_taps`]' layout).
+pub(crate) fn quad_requant_taps(ks: KernelSet) -> Option<usize> {
+    quad_requant(ks)?;
+    #[cfg(target_arch = "x86_64")]
+    {
+        Some(x86::dpbusd512_qi_entry as *const () as usize)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
+}
+
+/// Rows per block of the tap kernels' interleaved A ([`quad_taps`]): quad step `s`
+/// of row `r` of a block at byte `4 · (QUAD_TAPS_IL · s + r)`.
+pub(crate) const QUAD_TAPS_IL: usize = 8;
+
 // The AVX-512 intrinsics are stable since Rust 1.89, the workspace's `rust-version`.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -276,6 +294,9 @@ mod x86 {
     /// Rows of the quad (`vpdpbusd`) tiles: 16 accumulators, the two B vectors and a
     /// broadcast fit the 32 registers, and power-of-two channel counts tile exactly.
     pub(super) const MR512_Q: usize = 8;
+    const _: () = assert!(MR512_Q == super::QUAD_TAPS_IL);
+    /// Bytes ahead of the current step that the interleaved tap kernels prefetch A.
+    const A_PREFETCH: usize = 2048;
     pub(super) const NR512: usize = 32;
     pub(super) const MR512_N16: usize = 12;
     pub(super) const NR512_N16: usize = 16;
@@ -336,14 +357,14 @@ mod x86 {
         let zero = 0usize;
         // SAFETY: as the caller's contract; one tap at offset 0 reads exactly the
         // quad tile's steps.
-        unsafe { dpbusd512_taps::<R>(a, a_row, b, b_step, kq, out, &zero, 1) }
+        unsafe { dpbusd512_taps::<R, false>(a, a_row, b, b_step, kq, out, &zero, 1) }
     }
 
     /// # Safety
     /// The CPU has AVX-512F/BW/VNNI; the pointers satisfy the tap-kernel contract.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn dpbusd512_taps<const R: usize>(
+    unsafe fn dpbusd512_taps<const R: usize, const IL: bool>(
         a: *const u8,
         a_row: usize,
         b: *const u8,
@@ -354,7 +375,7 @@ mod x86 {
         ntaps: usize,
     ) {
         // SAFETY: the caller's contract.
-        let acc = unsafe { taps_sums::<R>(a, a_row, b, b_step, kq, toff, ntaps) };
+        let acc = unsafe { taps_sums::<R, IL>(a, a_row, b, b_step, kq, toff, ntaps) };
         for (r, acc) in acc.iter().enumerate() {
             // SAFETY: out holds R × NR512 i32 (contract).
             unsafe {
@@ -370,10 +391,10 @@ mod x86 {
     /// # Safety
     /// The CPU has AVX-512F/BW/VNNI; tap `t`'s `kq` steps of B start `toff[t]` bytes
     /// past `b` and hold `NR512` columns of quads each; A's row `r` holds `ntaps · kq`
-    /// quads.
+    /// quads (with `IL`, in the interleaved layout: [`MR512_Q`] rows per step).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[inline]
-    unsafe fn taps_sums<const R: usize>(
+    unsafe fn taps_sums<const R: usize, const IL: bool>(
         a: *const u8,
         a_row: usize,
         b: *const u8,
@@ -383,17 +404,26 @@ mod x86 {
         ntaps: usize,
     ) -> [[__m512i; 2]; R] {
         let mut acc = [[_mm512_setzero_si512(); 2]; R];
+        // Interleaved A: step s of row r at `4 · (MR512_Q · s + r)` (constant offsets
+        // from one pointer per step); else row-major at `r · a_row + 4 · s`.
+        let (row_b, step_b) = if IL { (4, 4 * MR512_Q) } else { (a_row, 4) };
         for t in 0..ntaps {
             // SAFETY: the caller's contract.
             unsafe {
                 let bt = b.add(*toff.add(t));
-                let at = a.add(4 * t * kq);
+                let at = a.add(step_b * t * kq);
                 for q in 0..kq {
                     let bp = bt.add(q * b_step);
                     let b0 = _mm512_loadu_si512(bp.cast());
                     let b1 = _mm512_loadu_si512(bp.add(64).cast());
+                    let aq = at.add(step_b * q);
+                    if IL {
+                        // One A line per two steps: fetch it well ahead (weights
+                        // too large for the caches stream from memory once per tile).
+                        _mm_prefetch::<_MM_HINT_T0>(aq.wrapping_add(A_PREFETCH).cast());
+                    }
                     for (r, acc) in acc.iter_mut().enumerate() {
-                        let av = (at.add(r * a_row + 4 * q) as *const i32).read_unaligned();
+                        let av = (aq.add(r * row_b) as *const i32).read_unaligned();
                         let av = _mm512_set1_epi32(av);
                         acc[0] = _mm512_dpbusd_epi32(acc[0], b0, av);
                         acc[1] = _mm512_dpbusd_epi32(acc[1], b1, av);
@@ -404,11 +434,31 @@ mod x86 {
         acc
     }
 
+    /// [`dpbusd512_taps`] on interleaved A.
+    ///
+    /// # Safety
+    /// As [`dpbusd512_taps`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn dpbusd512_taps_il<const R: usize>(
+        a: *const u8,
+        a_row: usize,
+        b: *const u8,
+        b_step: usize,
+        kq: usize,
+        out: *mut i32,
+        toff: *const usize,
+        ntaps: usize,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe { dpbusd512_taps::<R, true>(a, a_row, b, b_step, kq, out, toff, ntaps) }
+    }
+
     /// The C-ABI entry of the AVX-512 quad kernel over taps (`mr` in `1..=MR512_Q`):
     /// the quad kernel's sum, with the `kq` steps of B repeated for each of `ntaps`
-    /// taps, tap `t`'s steps starting `toff[t]` bytes past `b` and its A quads at
-    /// `4 · t · kq` in each row (rows of `ntaps · kq` quads). Exactness as the quad
-    /// kernel's.
+    /// taps, tap `t`'s steps starting `toff[t]` bytes past `b`. A is interleaved: quad
+    /// step `s = t · kq + q` of row `r` at `4 · (MR512_Q · s + r)` (`a_row` unused; a
+    /// tile's rows are one block of `MR512_Q` rows). Exactness as the quad kernel's.
     #[allow(clippy::too_many_arguments)]
     pub(super) extern "C" fn dpbusd512_taps_entry(
         a: *const u8,
@@ -426,7 +476,7 @@ mod x86 {
         unsafe {
             by_rows!(
                 mr,
-                dpbusd512_taps(a, a_row, b, b_step, kq, out, toff, ntaps),
+                dpbusd512_taps_il(a, a_row, b, b_step, kq, out, toff, ntaps),
                 [1, 2, 3, 4, 5, 6, 7, 8]
             )
         }
@@ -498,7 +548,7 @@ mod x86 {
     /// inside the result.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn dpbusd512_q<const R: usize>(
+    unsafe fn dpbusd512_q<const R: usize, const IL: bool>(
         a: *const u8,
         a_row: usize,
         b: *const u8,
@@ -515,7 +565,7 @@ mod x86 {
     ) {
         use super::requant::x86::{requant16, Lanes};
         // SAFETY: as in `dpbusd512_taps`.
-        let acc = unsafe { taps_sums::<R>(a, a_row, b, b_step, kq, toff, ntaps) };
+        let acc = unsafe { taps_sums::<R, IL>(a, a_row, b, b_step, kq, toff, ntaps) };
         let rec_words = crate::linear::RECORD / 4;
         let masks: [__mmask16; 2] = {
             let m = |c: usize| -> __mmask16 {
@@ -547,8 +597,90 @@ mod x86 {
         }
     }
 
-    /// The C-ABI entry of [`dpbusd512_q`] (`mr` in `1..=MR512_Q`; a null `toff` is one
-    /// tap at offset 0).
+    /// [`dpbusd512_q`] on row-major A.
+    ///
+    /// # Safety
+    /// As [`dpbusd512_q`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn dpbusd512_qr<const R: usize>(
+        a: *const u8,
+        a_row: usize,
+        b: *const u8,
+        b_step: usize,
+        kq: usize,
+        toff: *const usize,
+        ntaps: usize,
+        rec: *const i32,
+        bias: *const i32,
+        bias_stride: usize,
+        out: *mut u8,
+        out_stride: usize,
+        cols: usize,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            dpbusd512_q::<R, false>(
+                a,
+                a_row,
+                b,
+                b_step,
+                kq,
+                toff,
+                ntaps,
+                rec,
+                bias,
+                bias_stride,
+                out,
+                out_stride,
+                cols,
+            )
+        }
+    }
+
+    /// [`dpbusd512_q`] on interleaved A (the layout of [`dpbusd512_taps_entry`]).
+    ///
+    /// # Safety
+    /// As [`dpbusd512_q`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn dpbusd512_qi<const R: usize>(
+        a: *const u8,
+        a_row: usize,
+        b: *const u8,
+        b_step: usize,
+        kq: usize,
+        toff: *const usize,
+        ntaps: usize,
+        rec: *const i32,
+        bias: *const i32,
+        bias_stride: usize,
+        out: *mut u8,
+        out_stride: usize,
+        cols: usize,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            dpbusd512_q::<R, true>(
+                a,
+                a_row,
+                b,
+                b_step,
+                kq,
+                toff,
+                ntaps,
+                rec,
+                bias,
+                bias_stride,
+                out,
+                out_stride,
+                cols,
+            )
+        }
+    }
+
+    /// The C-ABI entry of [`dpbusd512_q`] on row-major A (`mr` in `1..=MR512_Q`; a
+    /// null `toff` is one tap at offset 0).
     #[allow(clippy::too_many_arguments)]
     pub(super) extern "C" fn dpbusd512_q_entry(
         a: *const u8,
@@ -578,7 +710,58 @@ mod x86 {
         unsafe {
             by_rows!(
                 mr,
-                dpbusd512_q(
+                dpbusd512_qr(
+                    a,
+                    a_row,
+                    b,
+                    b_step,
+                    kq,
+                    toff,
+                    ntaps,
+                    rec,
+                    bias,
+                    bias_stride,
+                    out,
+                    out_stride,
+                    cols
+                ),
+                [1, 2, 3, 4, 5, 6, 7, 8]
+            )
+        }
+    }
+
+    /// The C-ABI entry of [`dpbusd512_q`] over taps on interleaved A (arguments as
+    /// [`dpbusd512_q_entry`]'s; a null `toff` is one tap at offset 0).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) extern "C" fn dpbusd512_qi_entry(
+        a: *const u8,
+        a_row: usize,
+        b: *const u8,
+        b_step: usize,
+        kq: usize,
+        mr: usize,
+        toff: *const usize,
+        ntaps: usize,
+        rec: *const i32,
+        bias: *const i32,
+        bias_stride: usize,
+        out: *mut u8,
+        out_stride: usize,
+        cols: usize,
+    ) {
+        let zero = 0usize;
+        let (toff, ntaps) = if toff.is_null() {
+            (&zero as *const usize, 1)
+        } else {
+            (toff, ntaps)
+        };
+        let cols = cols.min(NR512);
+        // SAFETY: only handed out by `quad_requant_taps` after AVX-512F/BW/VL/VNNI
+        // were detected; generated code passes pointers satisfying the contract.
+        unsafe {
+            by_rows!(
+                mr,
+                dpbusd512_qi(
                     a,
                     a_row,
                     b,
