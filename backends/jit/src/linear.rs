@@ -1621,6 +1621,39 @@ fn dw_weights_bias(
     Ok(Some((wv, bias)))
 }
 
+/// One call per image of a channel-blocked depthwise kernel (the `dw16` / `dwq`
+/// contract): `f(params, x, w, bias, rec, out, scratch)` with the tables `tabs` =
+/// `[params, w, bias, rec]`, image `i`'s input at `x.0 + i · x.1` and result at
+/// `y.0 + i · y.1`.
+#[allow(clippy::too_many_arguments)]
+fn dw_image_calls(
+    e: &mut E,
+    f: usize,
+    batch: usize,
+    x: (Value, usize),
+    y: (Value, usize),
+    tabs: [usize; 4],
+    scratch: Value,
+) -> Result<()> {
+    e.for_n(batch, |e, bn| {
+        let xo = e.muli(bn, x.1 as i64);
+        let xb = e.add(x.0, xo);
+        let yo = e.muli(bn, y.1 as i64);
+        let yb = e.add(y.0, yo);
+        let args = [
+            e.ic(tabs[0] as i64),
+            xb,
+            e.ic(tabs[1] as i64),
+            e.ic(tabs[2] as i64),
+            e.ic(tabs[3] as i64),
+            yb,
+            scratch,
+        ];
+        e.call_addr(f, &args);
+        Ok(())
+    })
+}
+
 fn dw_plane_setup(
     cx: &mut Cx,
     wt: &Tensor,
@@ -2079,23 +2112,15 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                 let btab = cx.pool.add_i32(&bp);
                 let prm = kernels::dw16::params(&plane, zx, signed, g.c_out, cout_g);
                 let ptab = cx.pool.add_slice(&prm);
-                e.for_n(g.batch, |e, bn| {
-                    let xo = e.muli(bn, (g.c_in * isz) as i64);
-                    let xb = e.add(p.ins[0], xo);
-                    let yo = e.muli(bn, (g.c_out * n) as i64);
-                    let yb = e.add(p.outs[0], yo);
-                    let args = [
-                        e.ic(ptab as i64),
-                        xb,
-                        e.ic(wtab as i64),
-                        e.ic(btab as i64),
-                        e.ic(table as i64),
-                        yb,
-                        bbuf,
-                    ];
-                    e.call_addr(fq, &args);
-                    Ok(())
-                })?;
+                dw_image_calls(
+                    e,
+                    fq,
+                    g.batch,
+                    (p.ins[0], g.c_in * isz),
+                    (p.outs[0], g.c_out * n),
+                    [ptab, wtab, btab, table],
+                    bbuf,
+                )?;
                 return Ok(kernels::dwq::scratch_bytes(&plane));
             }
         }
@@ -2121,23 +2146,15 @@ pub(crate) fn conv(cx: &mut Cx, e: &mut E, p: &Ptrs, a: &ConvAttrs) -> Result<us
                 let btab = cx.pool.add_i32(&bias);
                 let prm = kernels::dw16::params(&plane, zx, xq == QType::I8, g.c_out, cout_g);
                 let ptab = cx.pool.add_slice(&prm);
-                e.for_n(g.batch, |e, bn| {
-                    let xo = e.muli(bn, (g.c_in * isz) as i64);
-                    let xb = e.add(p.ins[0], xo);
-                    let yo = e.muli(bn, (g.c_out * n) as i64);
-                    let yb = e.add(p.outs[0], yo);
-                    let args = [
-                        e.ic(ptab as i64),
-                        xb,
-                        e.ic(wtab as i64),
-                        e.ic(btab as i64),
-                        e.ic(table as i64),
-                        yb,
-                        bbuf,
-                    ];
-                    e.call_addr(f16, &args);
-                    Ok(())
-                })?;
+                dw_image_calls(
+                    e,
+                    f16,
+                    g.batch,
+                    (p.ins[0], g.c_in * isz),
+                    (p.outs[0], g.c_out * n),
+                    [ptab, wtab, btab, table],
+                    bbuf,
+                )?;
                 return Ok(kernels::dw16::scratch_bytes(&plane));
             }
         }

@@ -548,30 +548,8 @@ mod tests {
         if !avx512() {
             return;
         }
-        let mut st = 0x9e37_79b9u32;
-        let mut next = move || {
-            st ^= st << 13;
-            st ^= st >> 17;
-            st ^= st << 5;
-            st
-        };
-        let geo = |i: [usize; 2], k: [usize; 2], s: [usize; 2], d: [usize; 2], pad: [usize; 4]| {
-            let o = |a: usize| (i[a] + pad[a] + pad[a + 2] - ((k[a] - 1) * d[a] + 1)) / s[a] + 1;
-            Plane {
-                ih: i[0],
-                iw: i[1],
-                kh: k[0],
-                kw: k[1],
-                sh: s[0],
-                sw: s[1],
-                dh: d[0],
-                dw: d[1],
-                pt: pad[0],
-                pl: pad[1],
-                oh: o(0),
-                ow: o(1),
-            }
-        };
+        use super::super::dw_plane::testing::{case, geo, Rng};
+        let mut rng = Rng(0x9e37_79b9);
         let cases = [
             (
                 geo([7, 7], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
@@ -586,41 +564,10 @@ mod tests {
         ];
         for (p, c_out, mult) in cases {
             for (signed, zx) in [(false, 0), (false, 133), (true, -5)] {
-                let c_in = c_out.div_ceil(mult);
                 let k = p.kh * p.kw;
-                let x: Vec<u8> = (0..c_in * p.ih * p.iw).map(|_| next() as u8).collect();
-                let wv: Vec<i32> = (0..c_out * k)
-                    .map(|_| (next() % 255) as i32 - 127)
-                    .collect();
-                let bias: Vec<i32> = (0..c_out)
-                    .map(|_| (next() % 20001) as i32 - 10000)
-                    .collect();
-                let mut rec = vec![0i32; c_out * crate::linear::RECORD / 4];
-                for c in 0..c_out {
-                    let r = &mut rec[c * 8..c * 8 + 8];
-                    let m = 1.0e-4 * (1 + next() % 50) as f32;
-                    r[0] = m.to_bits() as i32;
-                    r[1] = (next() % 256) as i32 - if signed { 128 } else { 0 };
-                    let (qmin, qmax) = if signed { (-128, 127) } else { (0, 255) };
-                    r[2] = qmin + (next() % 3) as i32;
-                    r[3] = qmax - (next() % 3) as i32;
-                }
                 let n = p.oh * p.ow;
-                let mut want = vec![0u8; c_out * n];
-                for c in 0..c_out {
-                    let ic = c / mult;
-                    let plane = &x[ic * p.ih * p.iw..(ic + 1) * p.ih * p.iw];
-                    let wf: Vec<f32> = wv[c * k..(c + 1) * k].iter().map(|&w| w as f32).collect();
-                    let sums = super::super::dw_plane::reference(&p, plane, signed, zx, &wf);
-                    let r = &rec[c * 8..c * 8 + 8];
-                    let m = f32::from_bits(r[0] as u32);
-                    for (o, &s) in want[c * n..(c + 1) * n].iter_mut().zip(&sums) {
-                        let v = (s.wrapping_add(bias[c]) as f32 * m).round_ties_even();
-                        let q =
-                            (v as i64 + i64::from(r[1])).clamp(i64::from(r[2]), i64::from(r[3]));
-                        *o = q as u8;
-                    }
-                }
+                let cs = case(&mut rng, &p, c_out, mult, (signed, zx), (-127, 255));
+                let (x, wv, bias, rec, want) = (cs.x, cs.wv, cs.bias, cs.rec, cs.want);
                 let mut got = vec![0xa5u8; c_out * n + 1];
                 let wb = weight_blocks(&wv, c_out, k);
                 let prm = params(&p, zx, signed, c_out, mult);

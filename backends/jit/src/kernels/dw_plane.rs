@@ -140,6 +140,116 @@ pub(crate) fn applies(p: &Plane) -> bool {
         && p.iw > 0
 }
 
+/// Depthwise test cases shared by the kernels' tests: geometry, random operands and
+/// the expected 8-bit results from [`reference`] plus the `float` contract's
+/// requantization written out in scalar code (round half to even).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{reference, Plane};
+
+    /// The plane of input `i`, kernel `k`, strides `s`, dilations `d`, paddings
+    /// `[top, left, bottom, right]`.
+    pub(crate) fn geo(
+        i: [usize; 2],
+        k: [usize; 2],
+        s: [usize; 2],
+        d: [usize; 2],
+        pad: [usize; 4],
+    ) -> Plane {
+        let out = |a: usize| (i[a] + pad[a] + pad[a + 2] - ((k[a] - 1) * d[a] + 1)) / s[a] + 1;
+        Plane {
+            ih: i[0],
+            iw: i[1],
+            kh: k[0],
+            kw: k[1],
+            sh: s[0],
+            sw: s[1],
+            dh: d[0],
+            dw: d[1],
+            pt: pad[0],
+            pl: pad[1],
+            oh: out(0),
+            ow: out(1),
+        }
+    }
+
+    /// A xorshift generator.
+    pub(crate) struct Rng(pub u32);
+
+    impl Rng {
+        pub(crate) fn next(&mut self) -> u32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 17;
+            self.0 ^= self.0 << 5;
+            self.0
+        }
+    }
+
+    /// One case's operands and expected results.
+    pub(crate) struct Case {
+        pub x: Vec<u8>,
+        /// `w - zw`, `[c_out][kh · kw]`.
+        pub wv: Vec<i32>,
+        pub bias: Vec<i32>,
+        /// Epilogue records (`linear::RECORD` bytes each).
+        pub rec: Vec<i32>,
+        pub want: Vec<u8>,
+    }
+
+    /// Random operands for `c_out` output channels (multiplier `mult`), weights in
+    /// `[w_lo, w_lo + w_span)`, and their expected results.
+    pub(crate) fn case(
+        rng: &mut Rng,
+        p: &Plane,
+        c_out: usize,
+        mult: usize,
+        (signed, zx): (bool, i32),
+        (w_lo, w_span): (i32, u32),
+    ) -> Case {
+        let words = crate::linear::RECORD / 4;
+        let c_in = c_out.div_ceil(mult);
+        let k = p.kh * p.kw;
+        let x: Vec<u8> = (0..c_in * p.ih * p.iw).map(|_| rng.next() as u8).collect();
+        let wv: Vec<i32> = (0..c_out * k)
+            .map(|_| (rng.next() % w_span) as i32 + w_lo)
+            .collect();
+        let bias: Vec<i32> = (0..c_out)
+            .map(|_| (rng.next() % 20001) as i32 - 10000)
+            .collect();
+        let mut rec = vec![0i32; c_out * words];
+        for r in rec.chunks_mut(words) {
+            let m = 1.0e-4 * (1 + rng.next() % 50) as f32;
+            r[0] = m.to_bits() as i32;
+            r[1] = (rng.next() % 256) as i32 - if signed { 128 } else { 0 };
+            let (qmin, qmax) = if signed { (-128, 127) } else { (0, 255) };
+            r[2] = qmin + (rng.next() % 3) as i32;
+            r[3] = qmax - (rng.next() % 3) as i32;
+        }
+        let n = p.oh * p.ow;
+        let mut want = vec![0u8; c_out * n];
+        for c in 0..c_out {
+            let ic = c / mult;
+            let plane = &x[ic * p.ih * p.iw..(ic + 1) * p.ih * p.iw];
+            let wf: Vec<f32> = wv[c * k..(c + 1) * k].iter().map(|&w| w as f32).collect();
+            let sums = reference(p, plane, signed, zx, &wf);
+            let r = &rec[c * words..(c + 1) * words];
+            let m = f32::from_bits(r[0] as u32);
+            for (o, &s) in want[c * n..(c + 1) * n].iter_mut().zip(&sums) {
+                let v = (s.wrapping_add(bias[c]) as f32 * m).round_ties_even();
+                let q = (v as i64 + i64::from(r[1])).clamp(i64::from(r[2]), i64::from(r[3]));
+                *o = q as u8;
+            }
+        }
+        Case {
+            x,
+            wv,
+            bias,
+            rec,
+            want,
+        }
+    }
+}
+
 /// The reference: the same sums in plain i64 arithmetic (tests and non-x86 hosts).
 #[cfg(test)]
 pub(crate) fn reference(p: &Plane, x: &[u8], signed: bool, zx: i32, w: &[f32]) -> Vec<i32> {
@@ -479,26 +589,7 @@ mod tests {
         assert_eq!(got[p.oh * p.ow], 0x5a5a_5a5a, "wrote past the plane: {p:?}");
     }
 
-    fn plane(i: [usize; 2], k: [usize; 2], s: [usize; 2], d: [usize; 2], pad: [usize; 4]) -> Plane {
-        let out = |d_: usize| {
-            let eff = (k[d_] - 1) * d[d_] + 1;
-            (i[d_] + pad[d_] + pad[d_ + 2] - eff) / s[d_] + 1
-        };
-        Plane {
-            ih: i[0],
-            iw: i[1],
-            kh: k[0],
-            kw: k[1],
-            sh: s[0],
-            sw: s[1],
-            dh: d[0],
-            dw: d[1],
-            pt: pad[0],
-            pl: pad[1],
-            oh: out(0),
-            ow: out(1),
-        }
-    }
+    use super::testing::geo as plane;
 
     #[test]
     fn plane_matches_reference() {

@@ -249,7 +249,7 @@ pub(crate) fn quad_requant(ks: KernelSet) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512vl")
-            .then_some(x86::dpbusd512_q_entry as *const () as usize)
+            .then_some(x86::dpbusd512_q_entry::<false> as *const () as usize)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -262,7 +262,7 @@ pub(crate) fn quad_requant_taps(ks: KernelSet) -> Option<usize> {
     quad_requant(ks)?;
     #[cfg(target_arch = "x86_64")]
     {
-        Some(x86::dpbusd512_qi_entry as *const () as usize)
+        Some(x86::dpbusd512_q_entry::<true> as *const () as usize)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -285,6 +285,12 @@ mod x86 {
         ($mr:expr, $f:ident $args:tt, [$($r:literal),*]) => {
             match $mr {
                 $($r => $f::<$r> $args,)*
+                _ => {}
+            }
+        };
+        ($mr:expr, $f:ident<_, $g:ident> $args:tt, [$($r:literal),*]) => {
+            match $mr {
+                $($r => $f::<$r, $g> $args,)*
                 _ => {}
             }
         };
@@ -597,92 +603,11 @@ mod x86 {
         }
     }
 
-    /// [`dpbusd512_q`] on row-major A.
-    ///
-    /// # Safety
-    /// As [`dpbusd512_q`].
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    /// The C-ABI entries of [`dpbusd512_q`] (`mr` in `1..=MR512_Q`; a null `toff` is
+    /// one tap at offset 0): `IL` false on row-major A (handed out by `quad_requant`),
+    /// true over taps on interleaved A (`quad_requant_taps`).
     #[allow(clippy::too_many_arguments)]
-    unsafe fn dpbusd512_qr<const R: usize>(
-        a: *const u8,
-        a_row: usize,
-        b: *const u8,
-        b_step: usize,
-        kq: usize,
-        toff: *const usize,
-        ntaps: usize,
-        rec: *const i32,
-        bias: *const i32,
-        bias_stride: usize,
-        out: *mut u8,
-        out_stride: usize,
-        cols: usize,
-    ) {
-        // SAFETY: the caller's contract.
-        unsafe {
-            dpbusd512_q::<R, false>(
-                a,
-                a_row,
-                b,
-                b_step,
-                kq,
-                toff,
-                ntaps,
-                rec,
-                bias,
-                bias_stride,
-                out,
-                out_stride,
-                cols,
-            )
-        }
-    }
-
-    /// [`dpbusd512_q`] on interleaved A (the layout of [`dpbusd512_taps_entry`]).
-    ///
-    /// # Safety
-    /// As [`dpbusd512_q`].
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn dpbusd512_qi<const R: usize>(
-        a: *const u8,
-        a_row: usize,
-        b: *const u8,
-        b_step: usize,
-        kq: usize,
-        toff: *const usize,
-        ntaps: usize,
-        rec: *const i32,
-        bias: *const i32,
-        bias_stride: usize,
-        out: *mut u8,
-        out_stride: usize,
-        cols: usize,
-    ) {
-        // SAFETY: the caller's contract.
-        unsafe {
-            dpbusd512_q::<R, true>(
-                a,
-                a_row,
-                b,
-                b_step,
-                kq,
-                toff,
-                ntaps,
-                rec,
-                bias,
-                bias_stride,
-                out,
-                out_stride,
-                cols,
-            )
-        }
-    }
-
-    /// The C-ABI entry of [`dpbusd512_q`] on row-major A (`mr` in `1..=MR512_Q`; a
-    /// null `toff` is one tap at offset 0).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) extern "C" fn dpbusd512_q_entry(
+    pub(super) extern "C" fn dpbusd512_q_entry<const IL: bool>(
         a: *const u8,
         a_row: usize,
         b: *const u8,
@@ -705,63 +630,14 @@ mod x86 {
             (toff, ntaps)
         };
         let cols = cols.min(NR512);
-        // SAFETY: only handed out by `quad_requant` after AVX-512F/BW/VL/VNNI were
-        // detected; generated code passes pointers satisfying the contract.
+        // SAFETY: only handed out by `quad_requant` / `quad_requant_taps` after
+        // AVX-512F/BW/VL/VNNI were detected; generated code passes pointers
+        // satisfying the contract.
         unsafe {
             by_rows!(
                 mr,
-                dpbusd512_qr(
-                    a,
-                    a_row,
-                    b,
-                    b_step,
-                    kq,
-                    toff,
-                    ntaps,
-                    rec,
-                    bias,
-                    bias_stride,
-                    out,
-                    out_stride,
-                    cols
-                ),
-                [1, 2, 3, 4, 5, 6, 7, 8]
-            )
-        }
-    }
-
-    /// The C-ABI entry of [`dpbusd512_q`] over taps on interleaved A (arguments as
-    /// [`dpbusd512_q_entry`]'s; a null `toff` is one tap at offset 0).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) extern "C" fn dpbusd512_qi_entry(
-        a: *const u8,
-        a_row: usize,
-        b: *const u8,
-        b_step: usize,
-        kq: usize,
-        mr: usize,
-        toff: *const usize,
-        ntaps: usize,
-        rec: *const i32,
-        bias: *const i32,
-        bias_stride: usize,
-        out: *mut u8,
-        out_stride: usize,
-        cols: usize,
-    ) {
-        let zero = 0usize;
-        let (toff, ntaps) = if toff.is_null() {
-            (&zero as *const usize, 1)
-        } else {
-            (toff, ntaps)
-        };
-        let cols = cols.min(NR512);
-        // SAFETY: only handed out by `quad_requant_taps` after AVX-512F/BW/VL/VNNI
-        // were detected; generated code passes pointers satisfying the contract.
-        unsafe {
-            by_rows!(
-                mr,
-                dpbusd512_qi(
+                dpbusd512_q < _,
+                IL > (
                     a,
                     a_row,
                     b,
