@@ -475,6 +475,9 @@ fn tile(
         Mode::Q { .. } => (job.kp, (job.np * 4) as i64),
         Mode::F => (job.k, (job.np * 4) as i64),
     };
+    // Vectors of columns computed: a tail of at most 4 columns takes one (the other
+    // accumulators keep their start value; the epilogue reads only the first).
+    let nv = if cols <= 4 { 1 } else { 2 };
     e.for_n(steps, |e, kk| {
         let boff = e.muli(kk, b_step);
         let bp = e.add(b0, boff);
@@ -482,15 +485,17 @@ fn tile(
         let ap = e.add(a0, aoff);
         match mode {
             Mode::Q { .. } => {
-                let bl = e.b.ins().load(types::I16X8, mf(), bp, 0);
-                let bh = e.b.ins().load(types::I16X8, mf(), bp, 16);
+                let mut bvs = vec![e.b.ins().load(types::I16X8, mf(), bp, 0)];
+                if nv == 2 {
+                    bvs.push(e.b.ins().load(types::I16X8, mf(), bp, 16));
+                }
                 for (r, acc) in accs.iter().enumerate() {
                     let av =
                         e.b.ins()
                             .load(I32, mf(), ap, (r as i64 * a_row_bytes) as i32);
                     let av = e.b.ins().splat(types::I32X4, av);
                     let av = e.b.ins().bitcast(types::I16X8, le(), av);
-                    for (j, &bv) in [bl, bh].iter().enumerate() {
+                    for (j, &bv) in bvs.iter().enumerate() {
                         let p = pmaddwd(e, av, bv);
                         let c = e.b.use_var(acc[j]);
                         let s = e.b.ins().iadd(c, p);
@@ -499,14 +504,16 @@ fn tile(
                 }
             }
             Mode::F => {
-                let bl = e.b.ins().load(types::F32X4, mf(), bp, 0);
-                let bh = e.b.ins().load(types::F32X4, mf(), bp, 16);
+                let mut bvs = vec![e.b.ins().load(types::F32X4, mf(), bp, 0)];
+                if nv == 2 {
+                    bvs.push(e.b.ins().load(types::F32X4, mf(), bp, 16));
+                }
                 for (r, acc) in accs.iter().enumerate() {
                     let av =
                         e.b.ins()
                             .load(F32, mf(), ap, (r as i64 * a_row_bytes) as i32);
                     let av = e.b.ins().splat(types::F32X4, av);
-                    for (j, &bv) in [bl, bh].iter().enumerate() {
+                    for (j, &bv) in bvs.iter().enumerate() {
                         let p = e.b.ins().fmul(av, bv);
                         let c = e.b.use_var(acc[j]);
                         let s = e.b.ins().fadd(c, p);
