@@ -138,7 +138,7 @@ pub(crate) fn windows(p: &Plane) -> Vec<Window> {
     out
 }
 
-/// Scratch bytes for `p`: the expanded phase planes.
+/// Scratch bytes for `p`: one band's expanded rows, every row phase.
 pub(crate) fn scratch_bytes(p: &Plane) -> usize {
     let g = Geo::of(p);
     let ph = Geo::phases(p);
