@@ -90,6 +90,32 @@ pub(crate) fn params(p: &Plane, zx: i32, signed: bool, c_out: usize, mult: usize
     v
 }
 
+/// A decoded parameter block (this kernel's and `dwq`'s): the plane, the input zero
+/// point and signedness, the output channels and the channel multiplier.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Block {
+    pub p: Plane,
+    pub zx: i32,
+    pub signed: bool,
+    pub c_out: usize,
+    pub mult: usize,
+}
+
+impl Block {
+    /// The block of [`PARAMS`] values `v` (negative counts read as 0, the multiplier
+    /// as at least 1).
+    pub(crate) fn decode(v: &[i64; PARAMS]) -> Block {
+        let u = |i: usize| v[i].max(0) as usize;
+        Block {
+            p: Plane::from_params(v),
+            zx: v[12] as i32,
+            signed: v[13] != 0,
+            c_out: u(PARAMS - 2),
+            mult: u(PARAMS - 1).max(1),
+        }
+    }
+}
+
 /// Weight blocks in the kernel's layout from `w - zw` as `[c_out][k]`.
 pub(crate) fn weight_blocks(wv: &[i32], c_out: usize, k: usize) -> Vec<f32> {
     let blocks = c_out.div_ceil(16);
@@ -233,11 +259,7 @@ pub(crate) mod x86 {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn dw16(
-        p: &Plane,
-        zx: i32,
-        signed: bool,
-        c_out: usize,
-        mult: usize,
+        blk: &Block,
         x: *const u8,
         w: *const f32,
         bias: *const i32,
@@ -245,6 +267,13 @@ pub(crate) mod x86 {
         out: *mut u8,
         scratch: *mut f32,
     ) {
+        let Block {
+            ref p,
+            zx,
+            signed,
+            c_out,
+            mult,
+        } = *blk;
         let (isz, n, k) = (p.ih * p.iw, p.oh * p.ow, p.kh * p.kw);
         let flat = flat(p);
         // Flat: the "ring" holds every padded row (slot = row), filled up front per
@@ -467,30 +496,14 @@ pub(crate) mod x86 {
         scratch: *mut f32,
     ) {
         // SAFETY: `params` points at PARAMS i64 (contract).
-        let v = unsafe { std::slice::from_raw_parts(params, PARAMS) };
-        let u = |i: usize| v[i].max(0) as usize;
-        let p = Plane::from_params(v);
-        let (c_out, mult) = (u(PARAMS - 2), u(PARAMS - 1).max(1));
-        if c_out == 0 || !applies(&p, c_out.div_ceil(mult)) {
+        let v = unsafe { &*params.cast::<[i64; PARAMS]>() };
+        let blk = Block::decode(v);
+        if blk.c_out == 0 || !applies(&blk.p, blk.c_out.div_ceil(blk.mult)) {
             return;
         }
         // SAFETY: only handed out by `kernels::dw16` after AVX-512F/BW/VL were
         // detected; the generated code passes buffers satisfying the contract.
-        unsafe {
-            dw16(
-                &p,
-                v[12] as i32,
-                v[13] != 0,
-                c_out,
-                mult,
-                x,
-                w,
-                bias,
-                rec,
-                out,
-                scratch,
-            )
-        }
+        unsafe { dw16(&blk, x, w, bias, rec, out, scratch) }
     }
 }
 

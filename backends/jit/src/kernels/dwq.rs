@@ -44,10 +44,11 @@
 //! **Reads.** Only the input plane's `ih · iw` bytes are read from `x` (masked loads);
 //! all other reads stay inside the scratch, whose padding slack is initialized.
 
+use super::dw16::Block;
 use super::dw_plane::Plane;
 
-/// Values in the parameter block (as `dw16`'s).
-pub(crate) const PARAMS: usize = super::dw_plane::PARAMS + 2;
+/// Values in the parameter block (`dw16`'s, decoded by [`Block`]).
+pub(crate) const PARAMS: usize = super::dw16::PARAMS;
 
 /// The narrowest output rows taken: narrower rows leave too many lanes idle, and
 /// per-channel costs dominate (`dw16`, channels in the lanes, is faster there;
@@ -345,11 +346,7 @@ pub(crate) mod x86 {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn dwq(
-        p: &Plane,
-        zx: i32,
-        signed: bool,
-        c_out: usize,
-        mult: usize,
+        blk: &Block,
         x: *const u8,
         w: *const i32,
         bias: *const i32,
@@ -357,6 +354,13 @@ pub(crate) mod x86 {
         out: *mut u8,
         scratch: *mut u8,
     ) {
+        let Block {
+            ref p,
+            zx,
+            signed,
+            c_out,
+            mult,
+        } = *blk;
         let g = Geo::of(p);
         let (sh, sw) = (p.sh, p.sw);
         let ph = Geo::phases(p);
@@ -555,30 +559,14 @@ pub(crate) mod x86 {
         scratch: *mut u8,
     ) {
         // SAFETY: `params` points at PARAMS i64 (contract).
-        let v = unsafe { std::slice::from_raw_parts(params, PARAMS) };
-        let u = |i: usize| v[i].max(0) as usize;
-        let p = Plane::from_params(v);
-        let (c_out, mult) = (u(PARAMS - 2), u(PARAMS - 1).max(1));
-        if c_out == 0 || !applies(&p, c_out.div_ceil(mult)) {
+        let v = unsafe { &*params.cast::<[i64; PARAMS]>() };
+        let blk = Block::decode(v);
+        if blk.c_out == 0 || !applies(&blk.p, blk.c_out.div_ceil(blk.mult)) {
             return;
         }
-        // SAFETY: only handed out by `kernels::dwq` after AVX-512F/BW/VL/VNNI/VBMI
-        // were detected; the generated code passes buffers satisfying the contract.
-        unsafe {
-            dwq(
-                &p,
-                v[12] as i32,
-                v[13] != 0,
-                c_out,
-                mult,
-                x,
-                w,
-                bias,
-                rec,
-                out,
-                scratch,
-            )
-        }
+        // SAFETY: only handed out by `kernels::dwq` after AVX-512F/BW/VL/VNNI/VBMI were
+        // detected; the generated code passes buffers satisfying the contract.
+        unsafe { dwq(&blk, x, w, bias, rec, out, scratch) }
     }
 }
 
@@ -671,10 +659,7 @@ mod tests {
                 assert!(applies(&p, c_in), "{p:?}");
                 let (wq, bq) = pack(&p, &wv, &bias, c_out, zx, signed).expect("i8 weights");
                 let mut got = vec![0xa5u8; c_out * n + 1];
-                let mut prm = [0i64; PARAMS];
-                prm[..super::super::dw_plane::PARAMS].copy_from_slice(&p.params(zx, signed));
-                prm[PARAMS - 2] = c_out as i64;
-                prm[PARAMS - 1] = mult as i64;
+                let prm = super::super::dw16::params(&p, zx, signed, c_out, mult);
                 let mut scratch = vec![0x5au8; scratch_bytes(&p) + 4096];
                 x86::entry(
                     prm.as_ptr(),

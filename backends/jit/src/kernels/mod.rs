@@ -288,7 +288,7 @@ mod x86 {
                 _ => {}
             }
         };
-        ($mr:expr, $f:ident<_, $g:ident> $args:tt, [$($r:literal),*]) => {
+        ($mr:expr, $f:ident::<_, $g:tt> $args:tt, [$($r:literal),*]) => {
             match $mr {
                 $($r => $f::<$r, $g> $args,)*
                 _ => {}
@@ -338,8 +338,19 @@ mod x86 {
                 }
             }
         }
+        // SAFETY: out holds R × NR512 i32 (contract).
+        unsafe { store_tile(&acc, out) }
+    }
+
+    /// Stores an `R × NR512` tile of sums, row `r` at `out + r · NR512`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `out` holds `R · NR512` i32.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn store_tile<const R: usize>(acc: &[[__m512i; 2]; R], out: *mut i32) {
         for (r, acc) in acc.iter().enumerate() {
-            // SAFETY: out holds R × NR512 i32 (contract); row r at r * NR512.
+            // SAFETY: row r of the caller's tile.
             unsafe {
                 let o = out.add(r * NR512);
                 _mm512_storeu_si512(o.cast(), acc[0]);
@@ -382,14 +393,8 @@ mod x86 {
     ) {
         // SAFETY: the caller's contract.
         let acc = unsafe { taps_sums::<R, IL>(a, a_row, b, b_step, kq, toff, ntaps) };
-        for (r, acc) in acc.iter().enumerate() {
-            // SAFETY: out holds R × NR512 i32 (contract).
-            unsafe {
-                let o = out.add(r * NR512);
-                _mm512_storeu_si512(o.cast(), acc[0]);
-                _mm512_storeu_si512(o.add(16).cast(), acc[1]);
-            }
-        }
+        // SAFETY: out holds R × NR512 i32 (contract).
+        unsafe { store_tile(&acc, out) }
     }
 
     /// The sums of the tap kernel's `R × NR512` tile, in registers.
@@ -440,26 +445,6 @@ mod x86 {
         acc
     }
 
-    /// [`dpbusd512_taps`] on interleaved A.
-    ///
-    /// # Safety
-    /// As [`dpbusd512_taps`].
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn dpbusd512_taps_il<const R: usize>(
-        a: *const u8,
-        a_row: usize,
-        b: *const u8,
-        b_step: usize,
-        kq: usize,
-        out: *mut i32,
-        toff: *const usize,
-        ntaps: usize,
-    ) {
-        // SAFETY: the caller's contract.
-        unsafe { dpbusd512_taps::<R, true>(a, a_row, b, b_step, kq, out, toff, ntaps) }
-    }
-
     /// The C-ABI entry of the AVX-512 quad kernel over taps (`mr` in `1..=MR512_Q`):
     /// the quad kernel's sum, with the `kq` steps of B repeated for each of `ntaps`
     /// taps, tap `t`'s steps starting `toff[t]` bytes past `b`. A is interleaved: quad
@@ -482,7 +467,7 @@ mod x86 {
         unsafe {
             by_rows!(
                 mr,
-                dpbusd512_taps_il(a, a_row, b, b_step, kq, out, toff, ntaps),
+                dpbusd512_taps::<_, true>(a, a_row, b, b_step, kq, out, toff, ntaps),
                 [1, 2, 3, 4, 5, 6, 7, 8]
             )
         }
@@ -636,8 +621,7 @@ mod x86 {
         unsafe {
             by_rows!(
                 mr,
-                dpbusd512_q < _,
-                IL > (
+                dpbusd512_q::<_, IL>(
                     a,
                     a_row,
                     b,
