@@ -54,8 +54,19 @@ use crate::Result;
 pub(crate) const NR: usize = 8;
 /// Rows per tile.
 pub(crate) const MR: usize = 4;
-/// Bytes of one per-channel epilogue record.
+/// Bytes of one per-channel epilogue record: eight i32 words `[m as f32 bits, zp, lo,
+/// hi, …]` where `lo`, `hi` are the clamp bounds of the fused activation (inside the
+/// storage range). Words 4–7 depend on the contract: the fixed contracts' `[fixed
+/// multiplier, left shift, right shift, rounding half]`; under `float`, the native
+/// fused epilogue's precomputed `[(hi - zp) as f32 bits, zp, lo, hi]` with the last
+/// three as i16 pairs (`v | v << 16`, each half the 16-bit `v`).
 pub(crate) const RECORD: usize = 32;
+
+/// `v` in both i16 halves of a record word.
+fn i16_pair(v: i32) -> i32 {
+    let h = v as u16 as u32;
+    (h | h << 16) as i32
+}
 
 #[derive(Clone, Copy, Debug)]
 enum Mode {
@@ -164,16 +175,18 @@ fn make_epi(
                 let shift = fm.shift.clamp(-31, 30);
                 let (left, right) = (shift.max(0), (-shift).max(0));
                 let half = if right > 0 { 1i32 << (right - 1) } else { 1 };
-                rec.extend([
-                    r.float_multiplier().to_bits() as i32,
-                    zy[c],
-                    lo as i32,
-                    hi as i32,
-                    fm.m,
-                    left,
-                    right,
-                    half,
-                ]);
+                let (zp, lo, hi) = (zy[c], lo as i32, hi as i32);
+                let tail = match contract {
+                    Contract::Float => [
+                        ((hi - zp) as f32).to_bits() as i32,
+                        i16_pair(zp),
+                        i16_pair(lo),
+                        i16_pair(hi),
+                    ],
+                    _ => [fm.m, left, right, half],
+                };
+                rec.extend([r.float_multiplier().to_bits() as i32, zp, lo, hi]);
+                rec.extend(tail);
             }
             let table = cx.pool.add_i32(&rec);
             Ok(Epi::Q { table, q, contract })

@@ -183,7 +183,10 @@ fn quant_conv_scaled(
     // An output scale that puts typical sums inside the 8-bit range.
     let k = (cin_g * sh.k[0] * sh.k[1]) as f32;
     let sy = sx * 0.003 * 40.0 * k.sqrt() * y_scale_mul;
-    let y = node_q(&mut g, Op::Conv(attrs(sh)), &ins, pt(QType::U8, sy, 100));
+    // The result has the input's storage type: a zero point away from the middle of
+    // the range, so clamps at both ends are exercised.
+    let zy = if xq == QType::U8 { 100 } else { -28 };
+    let y = node_q(&mut g, Op::Conv(attrs(sh)), &ins, pt(xq, sy, zy));
     g.add_output("y", y);
     g
 }

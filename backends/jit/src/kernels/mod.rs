@@ -392,12 +392,14 @@ mod x86 {
         ntaps: usize,
     ) {
         // SAFETY: the caller's contract.
-        let acc = unsafe { taps_sums::<R, IL>(a, a_row, b, b_step, kq, toff, ntaps) };
+        let zero = [_mm512_setzero_si512(); R];
+        let acc = unsafe { taps_sums::<R, IL>(a, a_row, b, b_step, kq, toff, ntaps, zero) };
         // SAFETY: out holds R × NR512 i32 (contract).
         unsafe { store_tile(&acc, out) }
     }
 
-    /// The sums of the tap kernel's `R × NR512` tile, in registers.
+    /// The sums of the tap kernel's `R × NR512` tile, in registers, row `r` starting
+    /// from `init[r]` in every lane.
     ///
     /// # Safety
     /// The CPU has AVX-512F/BW/VNNI; tap `t`'s `kq` steps of B start `toff[t]` bytes
@@ -413,8 +415,9 @@ mod x86 {
         kq: usize,
         toff: *const usize,
         ntaps: usize,
+        init: [__m512i; R],
     ) -> [[__m512i; 2]; R] {
-        let mut acc = [[_mm512_setzero_si512(); 2]; R];
+        let mut acc = init.map(|v| [v; 2]);
         // Interleaved A: step s of row r at `4 · (MR512_Q · s + r)` (constant offsets
         // from one pointer per step); else row-major at `r · a_row + 4 · s`.
         let (row_b, step_b) = if IL { (4, 4 * MR512_Q) } else { (a_row, 4) };
@@ -533,10 +536,24 @@ mod x86 {
     /// r · RECORD` and the bias at `bias + r · bias_stride` (none when null), results
     /// at `out + r · out_stride`.
     ///
+    /// **Exactness.** The bias is the accumulators' start: i32 addition wraps, so the
+    /// sum is the same in any order. Then per lane, as `kernels::requant`: `f =
+    /// (sum as f32) · m` (both rounded to nearest even) and `v = round_half_even(min(f,
+    /// hi - zp))` by `vcvtps2dq` — with only the upper clamp in float, `v` may be any i32
+    /// below `hi - zp` (a product below −2³¹, or −∞, converts to `i32::MIN`, still
+    /// below). `vpackssdw` saturates `v` to i16, `vpaddsw` adds `zp` saturating, and
+    /// i16 max/min clamp to `[lo, hi]`: where `v ≥ -2¹⁵` the sum `v + zp ≤ hi ≤ 255` is
+    /// exact; where `v` or the sum saturated, the true `v + zp < -2¹⁵ + 256 < lo`
+    /// clamps to `lo` either way. So each i16 is `clamp(v + zp, lo, hi)`, the scalar
+    /// contract's value (`clamp(round(f) + zp, lo, hi)`: `round(min(f, hi - zp)) =
+    /// min(round(f), hi - zp)` because rounding is monotone and `hi - zp` an integer).
+    /// Its low byte is the 8-bit result; `vpshufb` and `vpermd` gather the 32 low
+    /// bytes of the two vectors back into column order.
+    ///
     /// # Safety
-    /// As [`dpbusd512_taps`]; `rec` holds `R` records, `bias` (unless null) `R` i32 at
-    /// its stride, and `out + r · out_stride + c` for `r < R`, `c < cols ≤ NR512` is
-    /// inside the result.
+    /// As [`dpbusd512_taps`]; `rec` holds `R` `float`-contract records, `bias` (unless
+    /// null) `R` i32 at its stride, and `out + r · out_stride + c` for `r < R`, `c <
+    /// cols ≤ NR512` is inside the result.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn dpbusd512_q<const R: usize, const IL: bool>(
@@ -554,38 +571,55 @@ mod x86 {
         out_stride: usize,
         cols: usize,
     ) {
-        use super::requant::x86::{requant16, Lanes};
-        // SAFETY: as in `dpbusd512_taps`.
-        let acc = unsafe { taps_sums::<R, IL>(a, a_row, b, b_step, kq, toff, ntaps) };
         let rec_words = crate::linear::RECORD / 4;
-        let masks: [__mmask16; 2] = {
-            let m = |c: usize| -> __mmask16 {
-                if c >= 16 {
-                    0xffff
-                } else {
-                    ((1u32 << c) - 1) as __mmask16
-                }
-            };
-            [m(cols.min(16)), m(cols.saturating_sub(16))]
-        };
-        for (r, acc) in acc.iter().enumerate() {
-            // SAFETY: the record, bias and result rows of the contract.
-            unsafe {
-                let lanes = Lanes::of_record(rec.add(r * rec_words));
-                let bv = if bias.is_null() {
-                    _mm512_setzero_si512()
-                } else {
-                    _mm512_set1_epi32(*bias.add(r * bias_stride))
-                };
-                let dst = out.add(r * out_stride);
-                for (h, &m) in masks.iter().enumerate() {
-                    if m != 0 {
-                        let v = requant16(_mm512_add_epi32(acc[h], bv), &lanes);
-                        _mm_mask_storeu_epi8(dst.add(16 * h).cast(), m, _mm512_cvtepi32_epi8(v));
-                    }
-                }
+        let mut init = [_mm512_setzero_si512(); R];
+        if !bias.is_null() {
+            for (r, v) in init.iter_mut().enumerate() {
+                // SAFETY: the contract's R biases.
+                *v = _mm512_set1_epi32(unsafe { *bias.add(r * bias_stride) });
             }
         }
+        // SAFETY: as in `dpbusd512_taps`.
+        let acc = unsafe { taps_sums::<R, IL>(a, a_row, b, b_step, kq, toff, ntaps, init) };
+        let mask = if cols >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << cols) - 1
+        };
+        // After `vpackssdw(v0, v1)`, 128-bit lane j holds words v0[4j..4j+4] then
+        // v1[4j..4j+4]: their low bytes to dwords 0 and 1 of the lane, then the dwords
+        // in column order.
+        let low = _mm512_broadcast_i32x4(_mm_setr_epi8(
+            0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1,
+        ));
+        let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+        for (r, acc) in acc.iter().enumerate() {
+            // SAFETY: the record and result rows of the contract.
+            unsafe {
+                let rr = rec.add(r * rec_words);
+                let m = _mm512_set1_ps(f32::from_bits(*rr as u32));
+                let hz = _mm512_set1_ps(f32::from_bits(*rr.add(4) as u32));
+                let zp = _mm512_set1_epi32(*rr.add(5));
+                let lo = _mm512_set1_epi32(*rr.add(6));
+                let hi = _mm512_set1_epi32(*rr.add(7));
+                let w = _mm512_packs_epi32(scale_cap(acc[0], m, hz), scale_cap(acc[1], m, hz));
+                let w = _mm512_min_epi16(_mm512_max_epi16(_mm512_adds_epi16(w, zp), lo), hi);
+                let y = _mm512_permutexvar_epi32(order, _mm512_shuffle_epi8(w, low));
+                _mm256_mask_storeu_epi8(
+                    out.add(r * out_stride).cast(),
+                    mask,
+                    _mm512_castsi512_si256(y),
+                );
+            }
+        }
+    }
+
+    /// `round_half_even(min((s as f32) · m, hz))` lane by lane (`i32::MIN` where that
+    /// is below the i32 range): [`dpbusd512_q`]'s float steps.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn scale_cap(s: __m512i, m: __m512, hz: __m512) -> __m512i {
+        _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), m), hz))
     }
 
     /// The C-ABI entries of [`dpbusd512_q`] (`mr` in `1..=MR512_Q`; a null `toff` is
