@@ -407,6 +407,7 @@ mod x86 {
     /// quads (with `IL`, in the interleaved layout: [`MR512_Q`] rows per step).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn taps_sums<const R: usize, const IL: bool>(
         a: *const u8,
         a_row: usize,
