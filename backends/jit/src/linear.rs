@@ -491,52 +491,91 @@ fn tile(
     // Vectors of columns computed: a tail of at most 4 columns takes one (the other
     // accumulators keep their start value; the epilogue reads only the first).
     let nv = if cols <= 4 { 1 } else { 2 };
-    e.for_n(steps, |e, kk| {
+    let (lane_ty, vec_ty) = match mode {
+        Mode::Q { .. } => (I32, types::I32X4),
+        Mode::F => (F32, types::F32X4),
+    };
+    // One step `kk`: B's vectors, then per row the A value `a(e, r)` in every lane
+    // times them, added into the row's accumulators.
+    let step = |e: &mut E, kk: Value, a: &dyn Fn(&mut E, usize) -> Value| {
         let boff = e.muli(kk, b_step);
         let bp = e.add(b0, boff);
-        let aoff = e.muli(kk, 4);
-        let ap = e.add(a0, aoff);
-        match mode {
-            Mode::Q { .. } => {
-                let mut bvs = vec![e.b.ins().load(types::I16X8, mf(), bp, 0)];
-                if nv == 2 {
-                    bvs.push(e.b.ins().load(types::I16X8, mf(), bp, 16));
-                }
-                for (r, acc) in accs.iter().enumerate() {
-                    let av =
-                        e.b.ins()
-                            .load(I32, mf(), ap, (r as i64 * a_row_bytes) as i32);
-                    let av = e.b.ins().splat(types::I32X4, av);
-                    let av = e.b.ins().bitcast(types::I16X8, le(), av);
-                    for (j, &bv) in bvs.iter().enumerate() {
+        let mut bvs = vec![e.b.ins().load(vec_ty, mf(), bp, 0)];
+        if nv == 2 {
+            bvs.push(e.b.ins().load(vec_ty, mf(), bp, 16));
+        }
+        for (r, acc) in accs.iter().enumerate() {
+            let av = a(e, r);
+            for (j, &bv) in bvs.iter().enumerate() {
+                let c = e.b.use_var(acc[j]);
+                let s = match mode {
+                    Mode::Q { .. } => {
+                        let av = e.b.ins().bitcast(types::I16X8, le(), av);
+                        let bv = e.b.ins().bitcast(types::I16X8, le(), bv);
                         let p = pmaddwd(e, av, bv);
-                        let c = e.b.use_var(acc[j]);
-                        let s = e.b.ins().iadd(c, p);
-                        e.b.def_var(acc[j], s);
+                        e.b.ins().iadd(c, p)
                     }
-                }
-            }
-            Mode::F => {
-                let mut bvs = vec![e.b.ins().load(types::F32X4, mf(), bp, 0)];
-                if nv == 2 {
-                    bvs.push(e.b.ins().load(types::F32X4, mf(), bp, 16));
-                }
-                for (r, acc) in accs.iter().enumerate() {
-                    let av =
-                        e.b.ins()
-                            .load(F32, mf(), ap, (r as i64 * a_row_bytes) as i32);
-                    let av = e.b.ins().splat(types::F32X4, av);
-                    for (j, &bv) in bvs.iter().enumerate() {
+                    Mode::F => {
                         let p = e.b.ins().fmul(av, bv);
-                        let c = e.b.use_var(acc[j]);
-                        let s = e.b.ins().fadd(c, p);
-                        e.b.def_var(acc[j], s);
+                        e.b.ins().fadd(c, p)
                     }
-                }
+                };
+                e.b.def_var(acc[j], s);
             }
+        }
+    };
+    // Groups of 4 steps: one 16-byte load of A per row, its lanes broadcast by
+    // `pshufd`-style shuffles (a scalar load and splat per step cost a GPR-to-vector
+    // move and a broadcast, both on the one shuffle port).
+    let lane_masks: Vec<_> = (0..4u8)
+        .map(|l| {
+            let m: [u8; 16] = std::array::from_fn(|i| 4 * l + (i % 4) as u8);
+            shuffle_mask(e, m)
+        })
+        .collect();
+    e.for_n(steps / 4, |e, g| {
+        let aoff = e.muli(g, 16);
+        let ap = e.add(a0, aoff);
+        let a4: Vec<Value> = (0..accs.len())
+            .map(|r| {
+                let v =
+                    e.b.ins()
+                        .load(vec_ty, mf(), ap, (r as i64 * a_row_bytes) as i32);
+                e.b.ins().bitcast(types::I8X16, le(), v)
+            })
+            .collect();
+        for (l, &mask) in lane_masks.iter().enumerate() {
+            let kk = e.muli(g, 4);
+            let kk = e.addi(kk, l as i64);
+            step(e, kk, &|e: &mut E, r: usize| {
+                let v = e.b.ins().shuffle(a4[r], a4[r], mask);
+                e.b.ins().bitcast(vec_ty, le(), v)
+            });
         }
         Ok(())
     })?;
+    // The last `steps % 4` steps: lanes of the 16 bytes ending at the row's last
+    // step (overlapping the last group), or scalar splats when a row is shorter.
+    for k in steps / 4 * 4..steps {
+        let kk = e.ic(k as i64);
+        if steps >= 4 {
+            let first = steps - 4;
+            let mask = lane_masks[k - first];
+            step(e, kk, &|e: &mut E, r: usize| {
+                let off = (r * a_row_bytes as usize + 4 * first) as i32;
+                let v = e.b.ins().load(vec_ty, mf(), a0, off);
+                let v = e.b.ins().bitcast(types::I8X16, le(), v);
+                let v = e.b.ins().shuffle(v, v, mask);
+                e.b.ins().bitcast(vec_ty, le(), v)
+            });
+        } else {
+            step(e, kk, &|e: &mut E, r: usize| {
+                let off = (r * a_row_bytes as usize + 4 * k) as i32;
+                let v = e.b.ins().load(lane_ty, mf(), a0, off);
+                e.b.ins().splat(vec_ty, v)
+            });
+        }
+    }
     for (r, acc) in accs.iter().enumerate() {
         let row = e.addi(mi, r as i64);
         let vecs = [e.b.use_var(acc[0]), e.b.use_var(acc[1])];
@@ -860,12 +899,19 @@ fn requant_args(
 /// round half even → + zp → clamp [lo, hi]`, then narrow and store `cols` elements.
 ///
 /// Equal to the scalar sequence: for integers, `clamp(r + zp, lo, hi) =
-/// clamp(r, lo - zp, hi - zp) + zp`, so the vector code clamps the converted `r` to
+/// clamp(r, lo - zp, hi - zp) + zp`, so the vector code clamps the rounded `r` to
 /// `[lo - zp, hi - zp]` (bounds of at most 17 bits) and then adds `zp`, which cannot
-/// overflow. The conversion saturates to i32 (NaN to 0, as the scalar code's `as`), and
-/// a saturated `r` lies beyond those bounds exactly when the true `r` does, so the
-/// clamp gives the same value; `lo`/`hi` lie inside the storage range, so clamping to
-/// them after saturation is clamping to them alone.
+/// overflow. Before rounding, the product `f` is capped at `cap = max(hi - zp, 0)`
+/// (as f32, exact): `f > cap ≥ hi - zp` gives `round(f) ≥ hi - zp` (an integer), and
+/// so does `cap`, so both clamp to `hi - zp`. The cap is one signed i32 `min` on the
+/// f32 bit patterns: `cap`'s pattern is non-negative, and against a non-negative
+/// pattern, signed integer order is float order for `f ≥ 0` and puts every `f < 0`
+/// (sign bit set) below. `f` is never NaN (an integer times a finite `m`). After the
+/// cap the conversion cannot overflow upwards; downwards (`f < -2³¹`) x64's
+/// `cvttps2dq` (on the already rounded value) gives `i32::MIN` and the portable
+/// saturating conversion `i32::MIN` too, both below `lo - zp` like the true value.
+/// `lo`/`hi` lie inside the storage range, so clamping to them after saturation is
+/// clamping to them alone.
 struct Rq {
     bias: Option<Value>,
     m: Value,
@@ -873,16 +919,21 @@ struct Rq {
     /// `lo - zp`, `hi - zp`.
     lo_z: Value,
     hi_z: Value,
+    /// The bit pattern of `max(hi - zp, 0) as f32` in every lane.
+    cap: Value,
 }
 
 fn requant_setup(e: &mut E, job: &Job, table: usize, row: Value) -> Rq {
     let ch = e.addi(row, job.row0 as i64);
     let t = e.ic(table as i64);
     let rec = e.addr(t, ch, RECORD as i64, 0);
-    let m = e.b.ins().load(F32, mf(), rec, 0);
-    let zp = e.b.ins().load(I32, mf(), rec, 4);
-    let lo = e.b.ins().load(I32, mf(), rec, 8);
-    let hi = e.b.ins().load(I32, mf(), rec, 12);
+    // The table is constant: pure loads, so that a loop over columns computes the
+    // row's constants once, outside it.
+    let ro = mf().with_readonly().with_can_move();
+    let m = e.b.ins().load(F32, ro, rec, 0);
+    let zp = e.b.ins().load(I32, ro, rec, 4);
+    let lo = e.b.ins().load(I32, ro, rec, 8);
+    let hi = e.b.ins().load(I32, ro, rec, 12);
     let bias = job.init.map(|s| {
         let i = e.muli(row, s.sm);
         let a = e.addr(s.ptr, i, 4, 0);
@@ -891,12 +942,17 @@ fn requant_setup(e: &mut E, job: &Job, table: usize, row: Value) -> Rq {
     });
     let lo_z = e.b.ins().isub(lo, zp);
     let hi_z = e.b.ins().isub(hi, zp);
+    let zero = e.i32c(0);
+    let cap = e.b.ins().smax(hi_z, zero);
+    let cap = e.b.ins().fcvt_from_sint(F32, cap);
+    let cap = e.b.ins().bitcast(I32, MemFlagsData::new(), cap);
     Rq {
         bias,
         m: e.b.ins().splat(types::F32X4, m),
         zp: e.b.ins().splat(types::I32X4, zp),
         lo_z: e.b.ins().splat(types::I32X4, lo_z),
         hi_z: e.b.ins().splat(types::I32X4, hi_z),
+        cap: e.b.ins().splat(types::I32X4, cap),
     }
 }
 
@@ -908,8 +964,15 @@ fn requant_vec(e: &mut E, c: &Rq, acc: Value) -> Value {
     };
     let f = e.b.ins().fcvt_from_sint(types::F32X4, acc);
     let f = e.b.ins().fmul(f, c.m);
+    let bits = e.b.ins().bitcast(types::I32X4, le(), f);
+    let bits = e.b.ins().smin(bits, c.cap);
+    let f = e.b.ins().bitcast(types::F32X4, le(), bits);
     let r = e.b.ins().nearest(f);
-    let i = e.b.ins().fcvt_to_sint_sat(types::I32X4, r);
+    let i = if cfg!(target_arch = "x86_64") {
+        e.b.ins().x86_cvtt2dq(types::I32X4, r)
+    } else {
+        e.b.ins().fcvt_to_sint_sat(types::I32X4, r)
+    };
     let i = e.b.ins().smax(i, c.lo_z);
     let i = e.b.ins().smin(i, c.hi_z);
     e.b.ins().iadd(i, c.zp)
@@ -966,6 +1029,22 @@ fn vector_requant(
     let esize = crate::emit::qsize(q);
     let base = e.addr(job.out.ptr, oi, esize, 0);
     let step = job.out.sn * esize;
+    if cols == 8 && step == 1 && esize == 1 {
+        // Eight contiguous 8-bit results: both vectors narrow into one 8-byte store
+        // (values already in range, so the saturating narrows are exact).
+        let i0 = requant_vec(e, &c, vecs[0]);
+        let i1 = requant_vec(e, &c, vecs[1]);
+        let h = e.b.ins().snarrow(i0, i1);
+        let b = if q == QType::U8 {
+            e.b.ins().unarrow(h, h)
+        } else {
+            e.b.ins().snarrow(h, h)
+        };
+        let w = e.b.ins().bitcast(types::I64X2, le(), b);
+        let w = e.b.ins().extractlane(w, 0);
+        e.b.ins().store(mf(), w, base, 0);
+        return Ok(());
+    }
     for (vi, &acc) in vecs.iter().enumerate() {
         let lanes = cols.saturating_sub(4 * vi).min(4);
         if lanes == 0 {
