@@ -423,13 +423,23 @@ fn tiles(
     nt_full: usize,
     n_rem: usize,
 ) -> Result<()> {
+    // The rows' epilogue constants, once for all their column tiles.
+    let consts: Option<Vec<Rq>> = vector_epilogue(mode, job, epi).map(|(table, _)| {
+        (0..mr)
+            .map(|r| {
+                let row = e.addi(mi, r as i64);
+                requant_setup(e, job, table, row)
+            })
+            .collect()
+    });
+    let consts = consts.as_deref();
     e.for_n(nt_full, |e, nt| {
         let ni = e.muli(nt, NR as i64);
-        tile(e, mode, job, epi, mi, mr, ni, NR)
+        tile(e, mode, job, epi, mi, mr, ni, NR, consts)
     })?;
     if n_rem > 0 {
         let ni = e.ic((nt_full * NR) as i64);
-        tile(e, mode, job, epi, mi, mr, ni, n_rem)?;
+        tile(e, mode, job, epi, mi, mr, ni, n_rem, consts)?;
     }
     Ok(())
 }
@@ -445,6 +455,7 @@ fn tile(
     mr: usize,
     ni: Value,
     cols: usize,
+    consts: Option<&[Rq]>,
 ) -> Result<()> {
     let vty = match mode {
         Mode::Q { .. } => types::I32X4,
@@ -579,13 +590,30 @@ fn tile(
     for (r, acc) in accs.iter().enumerate() {
         let row = e.addi(mi, r as i64);
         let vecs = [e.b.use_var(acc[0]), e.b.use_var(acc[1])];
-        finish_row(e, mode, job, epi, row, ni, vecs, cols)?;
+        let c = consts.and_then(|c| c.get(r));
+        finish_row(e, mode, job, epi, row, ni, vecs, cols, c)?;
     }
     Ok(())
 }
 
 /// The epilogue of `cols` (at most [`NR`]) accumulators of one row at column `ni`,
 /// given as two i32x4 / f32x4 vectors.
+/// The epilogue table and result type when the `float` contract's vector epilogue
+/// applies (quantized result, bias constant along a row).
+fn vector_epilogue(mode: Mode, job: &Job, epi: Epi) -> Option<(usize, QType)> {
+    match (mode, epi) {
+        (
+            Mode::Q { .. },
+            Epi::Q {
+                table,
+                q,
+                contract: Contract::Float,
+            },
+        ) if job.init.is_none_or(|s| s.sn == 0) => Some((table, q)),
+        _ => None,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn finish_row(
     e: &mut E,
@@ -596,19 +624,14 @@ fn finish_row(
     ni: Value,
     vecs: [Value; 2],
     cols: usize,
+    consts: Option<&Rq>,
 ) -> Result<()> {
-    if let (
-        Mode::Q { .. },
-        Epi::Q {
-            table,
-            q,
-            contract: Contract::Float,
-        },
-    ) = (mode, epi)
-    {
-        if job.init.is_none_or(|s| s.sn == 0) {
-            return vector_requant(e, job, table, q, row, ni, vecs, cols);
-        }
+    if let Some((table, q)) = vector_epilogue(mode, job, epi) {
+        let c = match consts {
+            Some(&c) => c,
+            None => requant_setup(e, job, table, row),
+        };
+        return vector_requant(e, job, &c, q, row, ni, vecs, cols);
     }
     // The general epilogue, one element at a time.
     for c in 0..cols {
@@ -805,7 +828,7 @@ fn native_tile(
             let v0 = e.b.ins().load(types::I32X4, mf(), buf, off);
             let v1 = e.b.ins().load(types::I32X4, mf(), buf, off + 16);
             let nc = e.addi(ni, (ch * NR) as i64);
-            finish_row(e, mode, job, epi, row, nc, [v0, v1], c)?;
+            finish_row(e, mode, job, epi, row, nc, [v0, v1], c, None)?;
         }
     }
     Ok(())
@@ -912,6 +935,7 @@ fn requant_args(
 /// saturating conversion `i32::MIN` too, both below `lo - zp` like the true value.
 /// `lo`/`hi` lie inside the storage range, so clamping to them after saturation is
 /// clamping to them alone.
+#[derive(Clone, Copy)]
 struct Rq {
     bias: Option<Value>,
     m: Value,
@@ -1015,14 +1039,13 @@ fn store_lanes(
 fn vector_requant(
     e: &mut E,
     job: &Job,
-    table: usize,
+    c: &Rq,
     q: QType,
     row: Value,
     ni: Value,
     vecs: [Value; 2],
     cols: usize,
 ) -> Result<()> {
-    let c = requant_setup(e, job, table, row);
     let oi = e.muli(row, job.out.sm);
     let t = e.muli(ni, job.out.sn);
     let oi = e.add(oi, t);
@@ -1832,7 +1855,7 @@ fn buf_requant(
         let src = e.addr(buf, c0, 4, 0);
         let v0 = e.b.ins().load(types::I32X4, mf(), src, 0);
         let v1 = e.b.ins().load(types::I32X4, mf(), src, 16);
-        finish_row(e, mode, job, epi, row, c0, [v0, v1], NR)
+        finish_row(e, mode, job, epi, row, c0, [v0, v1], NR, None)
     })?;
     let tail = rest % NR;
     if tail > 0 {
@@ -1843,7 +1866,7 @@ fn buf_requant(
         let v1 =
             e.b.ins()
                 .load(types::I32X4, mf(), buf, (4 * c0 + 16) as i32);
-        finish_row(e, mode, job, epi, row, ni, [v0, v1], tail)?;
+        finish_row(e, mode, job, epi, row, ni, [v0, v1], tail, None)?;
     }
     Ok(())
 }
