@@ -1055,8 +1055,8 @@ fn vector_requant(
     if cols == 8 && step == 1 && esize == 1 {
         // Eight contiguous 8-bit results: both vectors narrow into one 8-byte store
         // (values already in range, so the saturating narrows are exact).
-        let i0 = requant_vec(e, &c, vecs[0]);
-        let i1 = requant_vec(e, &c, vecs[1]);
+        let i0 = requant_vec(e, c, vecs[0]);
+        let i1 = requant_vec(e, c, vecs[1]);
         let h = e.b.ins().snarrow(i0, i1);
         let b = if q == QType::U8 {
             e.b.ins().unarrow(h, h)
@@ -1073,7 +1073,7 @@ fn vector_requant(
         if lanes == 0 {
             break;
         }
-        let i = requant_vec(e, &c, acc);
+        let i = requant_vec(e, c, acc);
         store_lanes(e, q, i, base, 4 * vi as i64 * step, step, esize, lanes);
     }
     Ok(())
