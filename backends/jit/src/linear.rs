@@ -478,10 +478,15 @@ fn tile(
                 let z = e.f32c(0.0);
                 e.b.ins().splat(vty, z)
             }
-            (Mode::Q { .. }, _) => {
-                let z = e.i32c(0);
-                e.b.ins().splat(vty, z)
-            }
+            (Mode::Q { .. }, _) => match consts.and_then(|c| c.get(r)).and_then(|c| c.bias) {
+                // The row's bias as the start: i32 addition wraps, so the sum is
+                // the same in either order.
+                Some(b) => b,
+                None => {
+                    let z = e.i32c(0);
+                    e.b.ins().splat(vty, z)
+                }
+            },
         };
         accs.push([e.var(vty, init), e.var(vty, init)]);
     }
@@ -590,8 +595,11 @@ fn tile(
     for (r, acc) in accs.iter().enumerate() {
         let row = e.addi(mi, r as i64);
         let vecs = [e.b.use_var(acc[0]), e.b.use_var(acc[1])];
-        let c = consts.and_then(|c| c.get(r));
-        finish_row(e, mode, job, epi, row, ni, vecs, cols, c)?;
+        // The bias is in the accumulators already.
+        let c = consts
+            .and_then(|c| c.get(r))
+            .map(|&c| Rq { bias: None, ..c });
+        finish_row(e, mode, job, epi, row, ni, vecs, cols, c.as_ref())?;
     }
     Ok(())
 }
@@ -945,6 +953,10 @@ struct Rq {
     hi_z: Value,
     /// The bit pattern of `max(hi - zp, 0) as f32` in every lane.
     cap: Value,
+    /// `zp` in i16 lanes; `lo`, `hi` in 8-bit lanes (their storage bytes).
+    zp16: Value,
+    lo8: Value,
+    hi8: Value,
 }
 
 fn requant_setup(e: &mut E, job: &Job, table: usize, row: Value) -> Rq {
@@ -977,11 +989,52 @@ fn requant_setup(e: &mut E, job: &Job, table: usize, row: Value) -> Rq {
         lo_z: e.b.ins().splat(types::I32X4, lo_z),
         hi_z: e.b.ins().splat(types::I32X4, hi_z),
         cap: e.b.ins().splat(types::I32X4, cap),
+        zp16: {
+            let v = e.b.ins().ireduce(types::I16, zp);
+            e.b.ins().splat(types::I16X8, v)
+        },
+        lo8: {
+            let v = e.b.ins().ireduce(types::I8, lo);
+            e.b.ins().splat(types::I8X16, v)
+        },
+        hi8: {
+            let v = e.b.ins().ireduce(types::I8, hi);
+            e.b.ins().splat(types::I8X16, v)
+        },
     }
 }
 
 /// One vector of accumulators to clamped i32 results (see [`vector_requant`]).
 fn requant_vec(e: &mut E, c: &Rq, acc: Value) -> Value {
+    let i = scale_round(e, c, acc);
+    let i = e.b.ins().smax(i, c.lo_z);
+    let i = e.b.ins().smin(i, c.hi_z);
+    e.b.ins().iadd(i, c.zp)
+}
+
+/// Eight results from two vectors of [`scale_round`] values `v`, in the low 8 bytes:
+/// `clamp(v + zp, lo, hi)` by saturating steps — `v` to i16, `+ zp` saturating, to
+/// the 8-bit storage range, then the 8-bit clamp to `[lo, hi]`. Where `v` or the sum
+/// saturates, the true `v + zp` is below `-2¹⁵ + 255`, so below `lo` like the
+/// saturated value (`v ≤ max(hi - zp, 0)` rules out the top); the 8-bit
+/// saturation is a clamp to a range holding `[lo, hi]`.
+fn narrow8(e: &mut E, c: &Rq, q: QType, v0: Value, v1: Value) -> Value {
+    let h = e.b.ins().snarrow(v0, v1);
+    let h = e.b.ins().sadd_sat(h, c.zp16);
+    if q == QType::U8 {
+        let b = e.b.ins().unarrow(h, h);
+        let b = e.b.ins().umax(b, c.lo8);
+        e.b.ins().umin(b, c.hi8)
+    } else {
+        let b = e.b.ins().snarrow(h, h);
+        let b = e.b.ins().smax(b, c.lo8);
+        e.b.ins().smin(b, c.hi8)
+    }
+}
+
+/// One vector of accumulators to `round_half_even(min((acc + bias) as f32 · m,
+/// cap))` as i32 (`i32::MIN` below the range; see [`Rq`]).
+fn scale_round(e: &mut E, c: &Rq, acc: Value) -> Value {
     let acc = match c.bias {
         Some(b) => e.b.ins().iadd(acc, b),
         None => acc,
@@ -992,14 +1045,11 @@ fn requant_vec(e: &mut E, c: &Rq, acc: Value) -> Value {
     let bits = e.b.ins().smin(bits, c.cap);
     let f = e.b.ins().bitcast(types::F32X4, le(), bits);
     let r = e.b.ins().nearest(f);
-    let i = if cfg!(target_arch = "x86_64") {
+    if cfg!(target_arch = "x86_64") {
         e.b.ins().x86_cvtt2dq(types::I32X4, r)
     } else {
         e.b.ins().fcvt_to_sint_sat(types::I32X4, r)
-    };
-    let i = e.b.ins().smax(i, c.lo_z);
-    let i = e.b.ins().smin(i, c.hi_z);
-    e.b.ins().iadd(i, c.zp)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1053,16 +1103,10 @@ fn vector_requant(
     let base = e.addr(job.out.ptr, oi, esize, 0);
     let step = job.out.sn * esize;
     if cols == 8 && step == 1 && esize == 1 {
-        // Eight contiguous 8-bit results: both vectors narrow into one 8-byte store
-        // (values already in range, so the saturating narrows are exact).
-        let i0 = requant_vec(e, c, vecs[0]);
-        let i1 = requant_vec(e, c, vecs[1]);
-        let h = e.b.ins().snarrow(i0, i1);
-        let b = if q == QType::U8 {
-            e.b.ins().unarrow(h, h)
-        } else {
-            e.b.ins().snarrow(h, h)
-        };
+        // Eight contiguous 8-bit results: both vectors narrow into one 8-byte store.
+        let v0 = scale_round(e, c, vecs[0]);
+        let v1 = scale_round(e, c, vecs[1]);
+        let b = narrow8(e, c, q, v0, v1);
         let w = e.b.ins().bitcast(types::I64X2, le(), b);
         let w = e.b.ins().extractlane(w, 0);
         e.b.ins().store(mf(), w, base, 0);
