@@ -2,6 +2,9 @@
 //! quantized (u8 activations, i8 per-channel weights), for both kernel sets.
 //!
 //! `cargo run --release -p qc-jit --example conv_bench [-- ITERS | --peak]`
+//!
+//! After the layers it prints each one's fraction of the instruction peaks, measured
+//! in the same run.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -228,17 +231,26 @@ mod peak {
         (ITERS * macs_per_iter) as f64 / best / 1e9
     }
 
-    pub fn report() {
-        // SAFETY (each call): SSE2 is part of x86-64.
-        let p128 = time(12 * 8, || unsafe { pmaddwd128() });
-        println!("peak 128-bit pmaddwd (Cranelift path's instruction): {p128:6.1} GMAC/s");
-        if is_x86_feature_detected!("avx512f")
+    fn has_vnni512() -> bool {
+        is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512vnni")
-        {
-            // SAFETY: the features were detected just above.
-            let q = time(12 * 64, || unsafe { dpbusd512() });
-            // SAFETY: as above.
+    }
+
+    /// The 128-bit `pmaddwd` peak and (with AVX-512 VNNI) the `vpdpbusd` peak.
+    pub fn paths() -> (f64, Option<f64>) {
+        // SAFETY: SSE2 is part of x86-64.
+        let p128 = time(12 * 8, || unsafe { pmaddwd128() });
+        // SAFETY: the features were detected first.
+        let q = has_vnni512().then(|| time(12 * 64, || unsafe { dpbusd512() }));
+        (p128, q)
+    }
+
+    pub fn report() {
+        let (p128, q) = paths();
+        println!("peak 128-bit pmaddwd (Cranelift path's instruction): {p128:6.1} GMAC/s");
+        if let Some(q) = q {
+            // SAFETY: `paths` found the features.
             let w = time(12 * 32, || unsafe { dpwssd512() });
             println!("peak 512-bit vpdpbusd (u8 x i8 quads):            {q:6.1} GMAC/s");
             println!("peak 512-bit vpdpwssd (i16 pairs):                {w:6.1} GMAC/s");
@@ -256,10 +268,15 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(50);
+    // The peaks are measured in the same run, before and after the layers; the
+    // fractions use the higher of the two (the machine is shared and its clock moves).
+    #[cfg(target_arch = "x86_64")]
+    let before = peak::paths();
     println!(
         "{:<20} {:>8} {:>22} {:>22}",
         "layer", "MMAC", "cranelift ms (GMAC/s)", "auto ms (GMAC/s)"
     );
+    let mut rates = Vec::new();
     for l in &LAYERS {
         let (g, macs) = layer_graph(l);
         let mut rng = Rng(5);
@@ -280,6 +297,7 @@ fn main() {
             )
             .expect("compile");
             let s = median_secs(&m, &[&x], &mut out, iters);
+            rates.push(macs as f64 / s / 1e9);
             outs.push(out.clone());
             cols.push(format!("{:9.3} ({:6.1})", s * 1e3, macs as f64 / s / 1e9));
         }
@@ -291,5 +309,25 @@ fn main() {
             cols[0],
             cols[1]
         );
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let after = peak::paths();
+        let p128 = before.0.max(after.0);
+        let q = before.1.zip(after.1).map(|(a, b)| a.max(b));
+        println!(
+            "\npeaks (higher of before/after the layers): 128-bit pmaddwd {p128:.1} GMAC/s{}",
+            q.map_or(String::new(), |q| format!(
+                ", 512-bit vpdpbusd {q:.1} GMAC/s"
+            ))
+        );
+        println!(
+            "{:<20} {:>22} {:>22}",
+            "layer", "cranelift % of pmaddwd", "auto % of vpdpbusd"
+        );
+        for (l, r) in LAYERS.iter().zip(rates.chunks(2)) {
+            let auto = q.map_or("-".to_string(), |q| format!("{:.0}%", 100.0 * r[1] / q));
+            println!("{:<20} {:>21.0}% {:>22}", l.name, 100.0 * r[0] / p128, auto);
+        }
     }
 }
