@@ -328,8 +328,16 @@ def write_report(args, names, rows, comp, notes):
     cpu, cpuextra = cpu_model()
     v = versions()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    cmd = "python3 bench/run.py" + ("" if len(sys.argv) == 1 else " " + " ".join(
-        shlex.quote(a) for a in sys.argv[1:]))
+    # The command as run, less `--out` (where the report goes does not change it).
+    shown, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--out":
+            skip = True
+        elif not a.startswith("--out="):
+            shown.append(a)
+    cmd = " ".join(["python3 bench/run.py"] + [shlex.quote(a) for a in shown])
     L = []
     L.append("# Benchmarks\n")
     L.append("Single-threaded inference latency, median in milliseconds (lower is better). "
@@ -395,8 +403,9 @@ def write_report(args, names, rows, comp, notes):
             L.append(r["profile"])
             L.append("```\n")
     else:
-        L.append("No profile: `qc bench` of this build has no `--profile` option yet (or qc was not "
-                 "slower anywhere).\n")
+        L.append("None: qc int8 is faster than the faster onnxruntime path on every model.\n"
+                 if qc_has_profile() else
+                 "No profile: `qc bench` of this build has no `--profile` option.\n")
     L.append("## Models\n")
     for name in names:
         doc = (gen_models.MODELS[name].__doc__ or "").split("\n")
