@@ -560,9 +560,9 @@ fn tile(
                 e.b.ins().bitcast(types::I8X16, le(), v)
             })
             .collect();
+        let k0 = e.muli(g, 4);
         for (l, &mask) in lane_masks.iter().enumerate() {
-            let kk = e.muli(g, 4);
-            let kk = e.addi(kk, l as i64);
+            let kk = e.addi(k0, l as i64);
             step(e, kk, &|e: &mut E, r: usize| {
                 let v = e.b.ins().shuffle(a4[r], a4[r], mask);
                 e.b.ins().bitcast(vec_ty, le(), v)
@@ -604,8 +604,6 @@ fn tile(
     Ok(())
 }
 
-/// The epilogue of `cols` (at most [`NR`]) accumulators of one row at column `ni`,
-/// given as two i32x4 / f32x4 vectors.
 /// The epilogue table and result type when the `float` contract's vector epilogue
 /// applies (quantized result, bias constant along a row).
 fn vector_epilogue(mode: Mode, job: &Job, epi: Epi) -> Option<(usize, QType)> {
@@ -622,6 +620,9 @@ fn vector_epilogue(mode: Mode, job: &Job, epi: Epi) -> Option<(usize, QType)> {
     }
 }
 
+/// The epilogue of `cols` (at most [`NR`]) accumulators of one row at column `ni`,
+/// given as two i32x4 / f32x4 vectors; `consts`, when given, are the row's
+/// [`vector_epilogue`] constants, already set up.
 #[allow(clippy::too_many_arguments)]
 fn finish_row(
     e: &mut E,
