@@ -177,8 +177,10 @@ fn make_epi(
                 let half = if right > 0 { 1i32 << (right - 1) } else { 1 };
                 let (zp, lo, hi) = (zy[c], lo as i32, hi as i32);
                 let tail = match contract {
+                    // In i64: a 32-bit result's `hi - zp` may leave i32 (those
+                    // records never reach the native kernels, which are 8-bit).
                     Contract::Float => [
-                        ((hi - zp) as f32).to_bits() as i32,
+                        ((i64::from(hi) - i64::from(zp)) as f32).to_bits() as i32,
                         i16_pair(zp),
                         i16_pair(lo),
                         i16_pair(hi),
@@ -605,7 +607,9 @@ fn tile(
 }
 
 /// The epilogue table and result type when the `float` contract's vector epilogue
-/// applies (quantized result, bias constant along a row).
+/// applies: a quantized result of at most 16 bits (so `hi - zp`, `lo - zp` and the
+/// cap of [`Rq`] are exact in i32 and f32, far inside the i32 range; wider results
+/// take the element-wise epilogue, which works in i64), bias constant along a row.
 fn vector_epilogue(mode: Mode, job: &Job, epi: Epi) -> Option<(usize, QType)> {
     match (mode, epi) {
         (
@@ -615,7 +619,7 @@ fn vector_epilogue(mode: Mode, job: &Job, epi: Epi) -> Option<(usize, QType)> {
                 q,
                 contract: Contract::Float,
             },
-        ) if job.init.is_none_or(|s| s.sn == 0) => Some((table, q)),
+        ) if job.init.is_none_or(|s| s.sn == 0) && crate::emit::qsize(q) <= 2 => Some((table, q)),
         _ => None,
     }
 }
@@ -817,19 +821,9 @@ fn native_tile(
     }
     for r in 0..mr {
         let row = e.addi(mi, r as i64);
-        if let (
-            Mode::Q { .. },
-            Epi::Q {
-                table,
-                q,
-                contract: Contract::Float,
-            },
-        ) = (mode, epi)
-        {
-            if job.init.is_none_or(|s| s.sn == 0) {
-                row_requant(e, job, table, q, row, ni, buf, (r * t.nr * 4) as i32, cols);
-                continue;
-            }
+        if let Some((table, q)) = vector_epilogue(mode, job, epi) {
+            row_requant(e, job, table, q, row, ni, buf, (r * t.nr * 4) as i32, cols);
+            continue;
         }
         for ch in 0..cols.div_ceil(NR) {
             let c = (cols - ch * NR).min(NR);

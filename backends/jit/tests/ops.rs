@@ -528,6 +528,38 @@ fn gemm_and_matmul_quantized() {
     );
 }
 
+/// Quantized results wider than 8 bits: 16-bit results through the vector epilogue,
+/// 32-bit ones with scaled sums far past the i32 range (saturating at both ends) and
+/// zero points that put `hi - zp` outside i32.
+#[test]
+fn gemm_results_wider_than_8_bits() {
+    for (y, act) in [
+        ("i32[6,8] q(0.000001, 0)", ""),
+        ("i32[6,8] q(0.000001, -5)", ""),
+        ("i32[6,8] q(0.000001, 7)", " {act=relu}"),
+        ("i32[6,8] q(1.0, -2147483000)", ""),
+        ("u16[6,8] q(0.5, 40000)", " {act=relu}"),
+        ("i16[6,8] q(0.01, -300)", ""),
+    ] {
+        let src = format!(
+            "#w = const i8[5,8] [100, -100, 127, -128, 1, 2, 3, -4, 100, -100, 127, -128, 5, \
+             6, 7, -8, 100, -100, 127, -128, 9, 10, 11, -12, 100, -100, 127, -128, 13, 14, \
+             15, -16, 100, -100, 127, -128, 17, 18, 19, -20]
+             func @main(%a: u8[6,5] q(1.0, 0)) -> {y} {{
+               %w = const #w : i8[5,8] q(1.0, 0)
+               %y = matmul %a, %w{act} : {y}
+               return %y }}"
+        );
+        let g = qc_ir::text::parse(&src).unwrap_or_else(|e| panic!("parse: {e}\n{src}"));
+        for seed in [1, 2] {
+            let ins = common::inputs_for(&g, seed);
+            for ks in [qc_jit::KernelSet::Cranelift, qc_jit::KernelSet::Auto] {
+                common::compare_with(&g, &ins, qc_jit::Contract::Float, ks, Q, &src);
+            }
+        }
+    }
+}
+
 #[test]
 fn integer_elementwise_wraps() {
     for t in ["i8", "u8", "i16", "u16", "i32"] {

@@ -241,7 +241,8 @@ pub(crate) fn quad_taps(ks: KernelSet) -> Option<usize> {
 }
 
 /// The quad (and tap) kernel with the `float`-contract epilogue fused: the tile's sums
-/// go from registers through `requant::requant16` to the result bytes, without the i32
+/// go from registers through the `float` contract's epilogue to the result bytes (8-bit
+/// results; exactness argued at `x86::dpbusd512_q`), without the i32
 /// tile buffer and the separate epilogue call (`x86::dpbusd512_q_entry`). Only for the
 /// 32-column tile ([`quad_tile`]'s).
 pub(crate) fn quad_requant(ks: KernelSet) -> Option<usize> {
